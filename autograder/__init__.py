@@ -1,0 +1,1 @@
+"""The `course` command: build, check and grade the labs."""

@@ -1,0 +1,1 @@
+"""Helpers for the CNN interpretability labs."""
