@@ -1,0 +1,361 @@
+"""Tests for course_lib.images: RGB loading, offline samples, URL errors and collages.
+
+No test touches the network: URL tests use a fake ``requests.get``, a server on 127.0.0.1 and a
+closed local port.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import http.server
+import io
+import threading
+
+import numpy as np
+import pytest
+import requests
+from PIL import Image
+
+from course_lib import images
+from course_lib.images import (
+    SAMPLE_IMAGES,
+    ImageLoadError,
+    SampleImage,
+    available_samples,
+    load_image,
+    make_collage,
+    sample_credit,
+    sample_image,
+)
+
+EXPECTED_SAMPLE_SIZES = {  # (width, height)
+    "cat": (451, 300),
+    "coffee": (600, 400),
+    "rocket": (640, 427),
+    "astronaut": (512, 512),
+    "grace_hopper": (512, 600),
+    "motorcycle": (741, 500),
+}
+
+
+def _png_bytes(img: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    img.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _pixels(img: Image.Image) -> np.ndarray:
+    return np.asarray(img, dtype=np.int64)
+
+
+# --------------------------------------------------------------------------- samples
+
+
+def test_available_samples_lists_the_six_photographs():
+    assert available_samples() == list(EXPECTED_SAMPLE_SIZES)
+    assert list(SAMPLE_IMAGES) == available_samples()
+
+
+@pytest.mark.parametrize("name", list(EXPECTED_SAMPLE_SIZES))
+def test_each_sample_loads_as_rgb_with_a_credit(name):
+    img = sample_image(name)
+    assert isinstance(img, Image.Image)
+    assert img.mode == "RGB"
+    assert img.size == EXPECTED_SAMPLE_SIZES[name]
+    assert _pixels(img).std() > 10  # a real photograph, not a blank canvas
+    credit = sample_credit(name)
+    assert credit == SAMPLE_IMAGES[name].credit
+    assert len(credit) > 40
+    assert SAMPLE_IMAGES[name].description
+
+
+def test_credits_record_the_licences():
+    assert "CC0" in sample_credit("cat") and "Stefan van der Walt" in sample_credit("cat")
+    assert "CC0" in sample_credit("coffee") and "Rachel Michetti" in sample_credit("coffee")
+    assert "public domain" in sample_credit("rocket") and "SpaceX" in sample_credit("rocket")
+    assert "public domain" in sample_credit("astronaut")
+    assert "public domain" in sample_credit("grace_hopper")
+    assert "Middlebury" in sample_credit("motorcycle")
+
+
+def test_sample_lookup_is_case_insensitive_and_returns_fresh_images():
+    first = sample_image("CAT")
+    first.paste((0, 0, 0), (0, 0, first.width, first.height))
+    second = sample_image("cat")
+    assert _pixels(second).max() > 0
+    assert sample_credit("Grace Hopper") == sample_credit("grace_hopper")
+
+
+def test_unknown_sample_lists_available_names():
+    with pytest.raises(KeyError) as info:
+        sample_image("dog")
+    for name in available_samples():
+        assert name in str(info.value)
+    with pytest.raises(KeyError, match="Did you mean 'coffee'"):
+        sample_credit("cofee")
+
+
+def test_sample_registry_is_read_only():
+    with pytest.raises(TypeError):
+        SAMPLE_IMAGES["dog"] = SAMPLE_IMAGES["cat"]  # type: ignore[index]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        SAMPLE_IMAGES["cat"].credit = "me"  # type: ignore[misc]
+    assert isinstance(SAMPLE_IMAGES["cat"], SampleImage)
+
+
+# --------------------------------------------------------------------------- mode conversion
+
+
+def _rgba_image() -> Image.Image:
+    """2 x 1: an opaque red pixel and a fully transparent blue one."""
+    img = Image.new("RGBA", (2, 1))
+    img.putpixel((0, 0), (255, 0, 0, 255))
+    img.putpixel((1, 0), (0, 0, 255, 0))
+    return img
+
+
+def _palette_image(transparent: bool) -> Image.Image:
+    img = Image.new("P", (2, 1))
+    img.putpalette([255, 0, 0, 0, 255, 0] + [0, 0, 0] * 254)
+    img.putpixel((0, 0), 0)
+    img.putpixel((1, 0), 1)
+    if transparent:
+        img.info["transparency"] = 1
+    return img
+
+
+def _sixteen_bit_image() -> Image.Image:
+    return Image.fromarray(np.array([[0, 32896, 65535]], dtype=np.uint16))
+
+
+@pytest.mark.parametrize(
+    ("make", "suffix", "expected"),
+    [
+        (lambda: Image.new("L", (2, 1), 100), "png", [[100, 100, 100], [100, 100, 100]]),
+        (lambda: Image.new("LA", (2, 1), (100, 255)), "png", [[100] * 3, [100] * 3]),
+        (lambda: Image.new("LA", (2, 1), (0, 0)), "png", [[255] * 3, [255] * 3]),
+        (_rgba_image, "png", [[255, 0, 0], [255, 255, 255]]),
+        (lambda: _palette_image(False), "png", [[255, 0, 0], [0, 255, 0]]),
+        (lambda: _palette_image(True), "png", [[255, 0, 0], [255, 255, 255]]),
+        (lambda: Image.new("CMYK", (2, 1), (0, 255, 255, 0)), "tiff", [[255, 0, 0]] * 2),
+        (lambda: Image.new("1", (2, 1), 1), "png", [[255, 255, 255]] * 2),
+        (_sixteen_bit_image, "png", [[0, 0, 0], [128, 128, 128], [255, 255, 255]]),
+    ],
+    ids=["L", "LA-opaque", "LA-transparent", "RGBA", "P", "P-transparency", "CMYK", "1", "I;16"],
+)
+def test_load_image_converts_every_mode_to_rgb(tmp_path, make, suffix, expected):
+    source = make()
+    path = tmp_path / f"image.{suffix}"
+    source.save(path)
+    loaded = load_image(path)
+    assert loaded.mode == "RGB"
+    assert loaded.size == source.size
+    np.testing.assert_array_equal(_pixels(loaded)[0], np.array(expected))
+
+
+def test_sixteen_bit_file_really_is_sixteen_bit(tmp_path):
+    path = tmp_path / "deep.png"
+    _sixteen_bit_image().save(path)
+    with Image.open(path) as raw:
+        assert raw.mode.startswith("I")  # scaled by load_image, not clipped
+    assert _pixels(load_image(path))[0, 1, 0] == 128
+
+
+def test_semi_transparent_pixel_is_blended_with_white(tmp_path):
+    path = tmp_path / "half.png"
+    Image.new("RGBA", (1, 1), (0, 0, 0, 128)).save(path)
+    value = _pixels(load_image(path))[0, 0]
+    assert np.all(np.abs(value - 127) <= 1)
+
+
+def test_load_image_accepts_str_paths_and_applies_exif_orientation(tmp_path):
+    path = tmp_path / "rotated.jpg"
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 degrees clockwise to display"
+    Image.new("RGB", (40, 20), (10, 200, 30)).save(path, exif=exif)
+    loaded = load_image(str(path))
+    assert loaded.size == (20, 40)
+
+
+def test_loaded_image_is_detached_from_the_file(tmp_path):
+    path = tmp_path / "a.png"
+    Image.new("RGB", (3, 3), (1, 2, 3)).save(path)
+    loaded = load_image(path)
+    path.unlink()  # would fail on some systems if the file were still open
+    assert _pixels(loaded)[0, 0].tolist() == [1, 2, 3]
+
+
+# --------------------------------------------------------------------------- local errors
+
+
+def test_missing_file_names_the_path_and_the_samples(tmp_path):
+    missing = tmp_path / "no_such_cat.jpg"
+    with pytest.raises(FileNotFoundError) as info:
+        load_image(missing)
+    assert "no_such_cat.jpg" in str(info.value)
+    assert "sample_image" in str(info.value)
+
+
+def test_text_file_is_an_image_load_error_naming_the_file(tmp_path):
+    path = tmp_path / "notes.txt"
+    path.write_text("this is not an image\n")
+    with pytest.raises(ImageLoadError, match="notes.txt") as info:
+        load_image(path)
+    assert isinstance(info.value, ValueError)
+    assert "not a readable image" in str(info.value)
+
+
+def test_truncated_image_is_an_image_load_error(tmp_path):
+    path = tmp_path / "cut.png"
+    path.write_bytes(_png_bytes(Image.new("RGB", (64, 64), (5, 5, 5)))[:60])
+    with pytest.raises(ImageLoadError, match="cut.png"):
+        load_image(path)
+
+
+def test_directory_is_an_image_load_error(tmp_path):
+    with pytest.raises(ImageLoadError, match="directory"):
+        load_image(tmp_path)
+
+
+def test_unsupported_url_scheme(tmp_path):
+    with pytest.raises(ImageLoadError, match="Unsupported URL scheme"):
+        load_image("ftp://example.org/cat.jpg")
+
+
+# --------------------------------------------------------------------------- URLs
+
+
+def _fake_response(
+    content: bytes, *, status: int = 200, content_type: str = "image/png"
+) -> requests.Response:
+    response = requests.Response()
+    response.status_code = status
+    response.reason = {200: "OK", 404: "Not Found"}.get(status, "")
+    response._content = content
+    response.headers["Content-Type"] = content_type
+    response.url = "https://example.org/cat.png"
+    return response
+
+
+def test_url_is_fetched_with_requests_and_the_timeout(monkeypatch):
+    calls = []
+    payload = _png_bytes(Image.new("LA", (3, 2), (50, 255)))
+
+    def fake_get(url, timeout, **kwargs):
+        calls.append((url, timeout))
+        return _fake_response(payload)
+
+    monkeypatch.setattr(images.requests, "get", fake_get)
+    img = load_image("https://example.org/cat.png", timeout=2.5)
+    assert calls == [("https://example.org/cat.png", 2.5)]
+    assert img.mode == "RGB" and img.size == (3, 2)
+    assert _pixels(img)[0, 0].tolist() == [50, 50, 50]
+
+
+@pytest.mark.parametrize(
+    ("error", "reason"),
+    [
+        (requests.Timeout("read timed out"), "no answer within the 3 s timeout"),
+        (requests.ConnectionError("name resolution failed"), "connection failed"),
+    ],
+)
+def test_network_failures_become_image_load_errors(monkeypatch, error, reason):
+    def fake_get(url, timeout, **kwargs):
+        raise error
+
+    monkeypatch.setattr(images.requests, "get", fake_get)
+    with pytest.raises(ImageLoadError) as info:
+        load_image("https://example.org/cat.png", timeout=3)
+    message = str(info.value)
+    assert "Could not fetch" in message and "https://example.org/cat.png" in message
+    assert reason in message
+    assert "available_samples()" in message and "'cat'" in message
+    assert info.value.__cause__ is error
+
+
+def test_http_error_status_is_reported(monkeypatch):
+    monkeypatch.setattr(
+        images.requests, "get", lambda url, timeout, **kw: _fake_response(b"", status=404)
+    )
+    with pytest.raises(ImageLoadError, match="HTTP 404 Not Found") as info:
+        load_image("https://example.org/cat.png")
+    assert "available_samples()" in str(info.value)
+
+
+def test_non_image_content_is_reported(monkeypatch):
+    html = b"<html><body>a page about cats</body></html>"
+    monkeypatch.setattr(
+        images.requests,
+        "get",
+        lambda url, timeout, **kw: _fake_response(html, content_type="text/html"),
+    )
+    with pytest.raises(ImageLoadError) as info:
+        load_image("https://example.org/cat.png")
+    message = str(info.value)
+    assert "text/html" in message and "not a readable image" in message
+    assert "available_samples()" in message
+
+
+def test_closed_local_port_fails_fast_with_a_helpful_message():
+    url = "http://127.0.0.1:9/cat.jpg"  # discard port, closed: connection refused at once
+    with pytest.raises(ImageLoadError) as info:
+        load_image(url, timeout=2.0)
+    message = str(info.value)
+    assert url in message
+    assert "Could not fetch" in message and "connection failed" in message
+    assert "available_samples()" in message
+
+
+def test_local_http_server_round_trip(tmp_path):
+    Image.new("RGB", (5, 4), (200, 100, 50)).save(tmp_path / "served.png")
+
+    class QuietHandler(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, format, *args):  # keep test output clean
+            pass
+
+    server = http.server.ThreadingHTTPServer(
+        ("127.0.0.1", 0), functools.partial(QuietHandler, directory=str(tmp_path))
+    )
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    try:
+        base = f"http://127.0.0.1:{server.server_address[1]}"
+        img = load_image(f"{base}/served.png", timeout=5.0)
+        assert img.size == (5, 4)
+        assert _pixels(img)[0, 0].tolist() == [200, 100, 50]
+        with pytest.raises(ImageLoadError, match="HTTP 404"):
+            load_image(f"{base}/missing.png", timeout=5.0)
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+# --------------------------------------------------------------------------- collage
+
+
+def test_make_collage_places_images_side_by_side_at_one_height():
+    red = Image.new("RGB", (100, 50), (255, 0, 0))  # aspect 2:1
+    blue = Image.new("RGBA", (30, 60), (0, 0, 255, 255))  # aspect 1:2, other mode
+    collage = make_collage([red, blue], height=40)
+    assert collage.mode == "RGB"
+    assert collage.size == (80 + 20, 40)
+    pixels = _pixels(collage)
+    assert pixels[20, 40].tolist() == [255, 0, 0]
+    assert pixels[20, 90].tolist() == [0, 0, 255]
+
+
+def test_make_collage_of_two_samples_has_default_height():
+    collage = make_collage([sample_image("cat"), sample_image("coffee")])
+    assert collage.height == 224
+    assert collage.width == round(451 * 224 / 300) + round(600 * 224 / 400)
+
+
+def test_make_collage_rejects_bad_input():
+    with pytest.raises(ValueError, match="at least one image"):
+        make_collage([])
+    with pytest.raises(ValueError, match="height"):
+        make_collage([Image.new("RGB", (2, 2))], height=0)
+    with pytest.raises(TypeError, match="element 1"):
+        make_collage([Image.new("RGB", (2, 2)), np.zeros((2, 2, 3))])
