@@ -1,0 +1,76 @@
+"""Tiny, seeded models for the labs' tests (visible and hidden) and the course's own tests.
+
+They are small enough that every attribution method runs in milliseconds, and built so that the
+properties the tests check are not trivially true: convolutions have biases and BatchNorm has
+random affine parameters and running statistics, so the network is *not* positively homogeneous
+and Integrated Gradients' completeness with a zero baseline is a real check.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+__all__ = ["TinyCNN", "CountingModel", "tiny_cnn", "tiny_input"]
+
+
+class TinyCNN(nn.Module):
+    """conv(3->8) -> BN -> ReLU -> conv(8->16) -> BN -> ReLU -> global average pool -> linear.
+
+    Input: ``batch x 3 x H x W`` (any H, W >= 3). Output: ``batch x num_classes`` logits.
+    ``features[2]`` and ``features[5]`` are the two ReLUs (8 and 16 channels): convenient
+    layers for filter visualisation and Grad-CAM.
+    """
+
+    def __init__(self, num_classes: int = 10) -> None:
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
+            nn.Conv2d(8, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(),
+        )
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(16, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(torch.flatten(self.pool(self.features(x)), 1))
+
+
+def tiny_cnn(seed: int = 0, num_classes: int = 10) -> TinyCNN:
+    """A :class:`TinyCNN` in eval mode with seeded weights and randomised BatchNorm."""
+    gen = torch.Generator().manual_seed(seed)
+    model = TinyCNN(num_classes)
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, (nn.Conv2d, nn.Linear)):
+                fan_in = module.weight[0].numel()
+                module.weight.copy_(torch.randn(module.weight.shape, generator=gen)
+                                    * (2.0 / fan_in) ** 0.5)
+                module.bias.copy_(0.1 * torch.randn(module.bias.shape, generator=gen))
+            elif isinstance(module, nn.BatchNorm2d):
+                n = module.num_features
+                module.weight.copy_(0.5 + torch.rand(n, generator=gen))
+                module.bias.copy_(0.1 * torch.randn(n, generator=gen))
+                module.running_mean.copy_(0.1 * torch.randn(n, generator=gen))
+                module.running_var.copy_(0.5 + torch.rand(n, generator=gen))
+    return model.eval()
+
+
+def tiny_input(seed: int = 0, size: int = 16, batch: int = 1) -> torch.Tensor:
+    """A seeded ``batch x 3 x size x size`` input, roughly ImageNet-normalised in scale."""
+    gen = torch.Generator().manual_seed(seed)
+    return torch.randn(batch, 3, size, size, generator=gen)
+
+
+class CountingModel(nn.Module):
+    """Wraps a model and counts the input rows it is evaluated on (``rows``) and calls."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+        self.rows = 0
+        self.calls = 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.rows += x.shape[0]
+        self.calls += 1
+        return self.model(x)
