@@ -1,0 +1,114 @@
+"""The ``course`` command line: ``build``, ``check``, ``grade`` and ``demo``."""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from ._paths import REPO_ROOT, SOURCE_DIR, SUBMITTED_DIR, CourseError, resolve_labs
+from .build import build
+from .check import check_notebook, format_check
+from .grade import format_table, grade, write_csv
+from .samples import demo_students, make_submission
+
+
+def _cmd_build(args: argparse.Namespace) -> int:
+    report = build(args.lab, root=Path(args.course), check=args.check)
+    if args.check:
+        if report.clean:
+            print("release/ and solutions/ are up to date with source/.")
+            return 0
+        for kind in ("stale", "missing", "extra"):
+            for path in getattr(report, kind):
+                print(f"{kind}: {path}")
+        print("release/ or solutions/ differ from what source/ generates: run `course build` "
+              "and commit the result.", file=sys.stderr)
+        return 1
+    print(f"Built {len(report.written)} changed file(s)"
+          + "".join(f"\n  {p}" for p in report.written))
+    return 0
+
+
+def _cmd_check(args: argparse.Namespace) -> int:
+    rows = check_notebook(Path(args.notebook), cell_timeout=args.cell_timeout)
+    if not rows:
+        raise CourseError(f"{args.notebook} has no test cells: is it a lab notebook?")
+    print(format_check(rows))
+    return 0 if all(r.passed for r in rows) else 1
+
+
+def _report(results, root: Path) -> Path:
+    csv_path = write_csv(results, root / "grades.csv")
+    print(format_table(results))
+    print(f"\nGradebook: {root / 'gradebook.db'}\nGrades CSV: {csv_path}")
+    return csv_path
+
+
+def _cmd_grade(args: argparse.Namespace) -> int:
+    root = Path(args.course).resolve()
+    results = grade(args.lab, root=root, db_url=args.db)
+    _report(results, root)
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    """Build, then grade sample submissions in a throwaway course folder."""
+    repo = Path(args.course).resolve()
+    build(None, root=repo)
+    demo = Path(args.dir).resolve()
+    if demo.exists():
+        shutil.rmtree(demo)
+    shutil.copytree(repo / SOURCE_DIR, demo / SOURCE_DIR)
+    shutil.copyfile(repo / "nbgrader_config.py", demo / "nbgrader_config.py")
+    for lab in resolve_labs(None, repo):
+        for student, how in demo_students(lab).items():
+            make_submission(lab, demo / SUBMITTED_DIR / student / lab, root=repo, **how)
+    print(f"Grading the sample submissions in {demo} (this takes a few minutes)...", flush=True)
+    results = grade(None, root=demo)
+    _report(results, demo)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="course", description=__doc__)
+    parser.add_argument("--course", default=str(REPO_ROOT),
+                        help="course root holding source/ (default: this repository)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("build", help="regenerate release/ and solutions/ from source/")
+    p.add_argument("lab", nargs="?", help="one lab (default: all)")
+    p.add_argument("--check", action="store_true",
+                   help="write nothing; exit 1 and name the files that are stale")
+    p.set_defaults(func=_cmd_build)
+
+    p = sub.add_parser("check", help="run a notebook in a fresh kernel and report its tests")
+    p.add_argument("notebook", help="path to a lab notebook (.ipynb)")
+    p.add_argument("--cell-timeout", type=int, default=300, help="seconds per cell (300)")
+    p.set_defaults(func=_cmd_check)
+
+    p = sub.add_parser("grade", help="autograde submitted/<student>/<lab>/ into the gradebook")
+    p.add_argument("lab", nargs="?", help="one lab (default: all)")
+    p.add_argument("--db", help="gradebook SQLAlchemy URL (default: sqlite gradebook.db)")
+    p.set_defaults(func=_cmd_grade)
+
+    p = sub.add_parser("demo", help="build, grade the bundled sample submissions, print the table")
+    p.add_argument("--dir", default=str(REPO_ROOT / "build" / "demo_course"),
+                   help="throwaway course folder (replaced on every run)")
+    p.set_defaults(func=_cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except CourseError as exc:
+        print(f"course {args.command}: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
