@@ -1,0 +1,37 @@
+"""Helpers shared by the notebook, build and grading tests."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import nbformat
+
+from autograder import notebooks
+from autograder._paths import REPO_ROOT
+
+LAB1 = "lab1_interpretability"
+
+
+def lab_notebooks(kind: str, lab: str = LAB1) -> list[Path]:
+    """The notebooks of ``<kind>/<lab>`` (kind: source, release or solutions), sorted."""
+    return sorted((REPO_ROOT / kind / lab).glob("*.ipynb"))
+
+
+def graded_cells(lab: str = LAB1) -> list[tuple[str, nbformat.NotebookNode]]:
+    """``(notebook name, cell)`` for every cell of the lab's source with nbgrader metadata."""
+    out = []
+    for path in lab_notebooks("source", lab):
+        for cell in notebooks.read(path).cells:
+            if notebooks.nbgrader_meta(cell):
+                out.append((path.stem, cell))
+    return out
+
+
+def copy_course(dest: Path) -> Path:
+    """A throwaway course root with this repository's source/, release/ and nbgrader config."""
+    for name in ("source", "release", "solutions"):
+        if (REPO_ROOT / name).is_dir():
+            shutil.copytree(REPO_ROOT / name, dest / name)
+    shutil.copyfile(REPO_ROOT / "nbgrader_config.py", dest / "nbgrader_config.py")
+    return dest

@@ -1,0 +1,136 @@
+"""Unit tests of the autograder's pieces that need no kernel: notebook text transformations,
+sample submissions, the score table and CSV, and the command line's error handling."""
+
+from __future__ import annotations
+
+import csv
+
+import pytest
+
+from autograder import notebooks
+from autograder.cli import main
+from autograder.grade import StudentResult, format_table, write_csv
+from autograder.samples import ALL, demo_students, make_submission, solution_cells, wrong_answers
+
+from ._course import LAB1, lab_notebooks
+
+CELL = """# TODO (Task 6): explain
+def f(x):
+    ### BEGIN SOLUTION
+    return x + 1
+    ### END SOLUTION
+"""
+
+
+def test_solution_text_drops_delimiters_hidden_tests_and_marking_schemes():
+    assert notebooks.solution_text(CELL) == "# TODO (Task 6): explain\ndef f(x):\n    return x + 1"
+    test = '"""doc"""\nassert 1\n### BEGIN HIDDEN TESTS\nassert 2\n### END HIDDEN TESTS\nassert 3'
+    assert notebooks.solution_text(test) == '"""doc"""\nassert 1\nassert 3'
+    answer = "An answer.\n\nBEGIN MARK SCHEME\n- 1 point\nEND MARK SCHEME\n"
+    assert notebooks.solution_text(answer) == "An answer."
+
+
+@pytest.mark.parametrize("text", [
+    "### BEGIN SOLUTION\nx = 1\n",
+    "x = 1\n### END SOLUTION\n",
+    "### BEGIN SOLUTION\n### BEGIN SOLUTION\n### END SOLUTION\n",
+])
+def test_unbalanced_delimiters_are_reported(text):
+    with pytest.raises(ValueError, match="SOLUTION"):
+        notebooks.drop_region(text, notebooks.BEGIN_SOLUTION, notebooks.END_SOLUTION)
+
+
+@pytest.mark.parametrize(("grade_id", "task"), [
+    ("task6_ig", 6), ("test_task6_ig_reference", 6), ("task10_x", 10), ("intro", None)])
+def test_task_of(grade_id, task):
+    assert notebooks.task_of(grade_id) == task
+
+
+def test_solution_notebook_view_keeps_answers_only():
+    source = notebooks.read(lab_notebooks("source")[0])
+    view = notebooks.to_solution_notebook(source)
+    assert len(view.cells) == len(source.cells)
+    assert all("nbgrader" not in c.metadata for c in view.cells)
+    assert any("nbgrader" in c.metadata for c in source.cells), "the source must be untouched"
+
+
+def test_make_submission_fills_chosen_cells(tmp_path):
+    wrong = wrong_answers(LAB1)
+    dest = make_submission(LAB1, tmp_path / "s", solve=["task2_transform"],
+                           overrides={"task3_inference": wrong["task3_inference"]})
+    cells = {notebooks.nbgrader_meta(c).get("grade_id"): c.source
+             for p in sorted(dest.glob("*.ipynb")) for c in notebooks.read(p).cells}
+    assert cells["task2_transform"] == solution_cells(LAB1)["task2_transform"]
+    assert cells["task3_inference"].startswith("# WRONG (Task 3)")
+    assert "raise NotImplementedError()" in cells["task1_model"]
+    assert sorted(p.name for p in dest.glob("*.ipynb")) == [
+        p.name for p in lab_notebooks("release")]
+
+
+def test_make_submission_rejects_unknown_cells(tmp_path):
+    from autograder._paths import CourseError
+    with pytest.raises(CourseError, match="task42"):
+        make_submission(LAB1, tmp_path / "s", solve=["task42_nothing"])
+
+
+def test_every_wrong_answer_names_its_task_and_mistake():
+    wrong = wrong_answers(LAB1)
+    assert wrong, "wrong answers ship with the package"
+    for grade_id, text in wrong.items():
+        assert text.startswith(f"# WRONG (Task {notebooks.task_of(grade_id)})"), grade_id
+        assert grade_id in solution_cells(LAB1)
+
+
+def test_demo_class():
+    students = demo_students(LAB1)
+    assert students["alice"] == {"solve": ALL} and students["bob"] == {"solve": []}
+    assert students["carol"]["solve"] and len(students["dave"]["overrides"]) == 2
+
+
+def _results():
+    return [
+        StudentResult("ann", LAB1, {1: (5.0, 5.0), 2: (0.0, 5.0)}, manual=4.0),
+        StudentResult("bo", LAB1, {1: (0.0, 5.0), 2: (2.5, 5.0)}, problem="kernel died"),
+    ]
+
+
+def test_table_shows_each_task_total_and_problem():
+    table = format_table(_results()).splitlines()
+    assert table[0].split() == ["student", "lab", "T1/5", "T2/5", "auto", "problem"]
+    assert table[2].split() == ["ann", LAB1, "5", "0", "5/10"]
+    assert table[3].split() == ["bo", LAB1, "0", "2.5", "2.5/10", "kernel", "died"]
+    assert format_table([]) == "(no submissions)"
+
+
+def test_csv_has_one_row_per_student(tmp_path):
+    with write_csv(_results(), tmp_path / "g.csv").open() as fh:
+        rows = list(csv.DictReader(fh))
+    assert [r["student"] for r in rows] == ["ann", "bo"]
+    assert (rows[0]["task1"], rows[0]["auto_max"], rows[0]["manual_pending"]) == ("5", "10", "4")
+    assert rows[1]["problem"] == "kernel died"
+
+
+def test_cli_reports_course_errors_without_traceback(tmp_path, capsys):
+    assert main(["--course", str(tmp_path), "build"]) == 2
+    err = capsys.readouterr().err
+    assert "No 'source/' folder" in err and "Traceback" not in err
+    assert main(["--course", str(tmp_path), "check", str(tmp_path / "missing.ipynb")]) == 2
+    assert "No notebook at" in capsys.readouterr().err
+
+
+def test_cli_rejects_an_unknown_lab(capsys):
+    assert main(["build", "lab99", "--check"]) == 2
+    assert "Unknown lab 'lab99'" in capsys.readouterr().err
+
+
+def test_nbgrader_config_mirrors_the_grading_flags():
+    from traitlets.config.loader import PyFileConfigLoader
+
+    from autograder._paths import REPO_ROOT
+    from autograder.grade import DEFAULT_CELL_TIMEOUT, IGNORED_STDERR, grading_flags
+
+    config = PyFileConfigLoader("nbgrader_config.py", path=str(REPO_ROOT)).load_config()
+    assert config.IgnorePattern.enabled is True
+    assert config.IgnorePattern.pattern == IGNORED_STDERR
+    assert config.Execute.timeout == DEFAULT_CELL_TIMEOUT
+    assert f"--IgnorePattern.pattern={IGNORED_STDERR}" in grading_flags()

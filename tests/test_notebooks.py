@@ -1,0 +1,80 @@
+"""Execute the notebooks: every source cell runs and every test passes; the release copy fails
+only where a student has work to do."""
+
+from __future__ import annotations
+
+import ast
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+from nbclient import NotebookClient
+
+from autograder import notebooks
+
+from ._course import LAB1, lab_notebooks
+
+pytestmark = pytest.mark.slow
+
+
+def _execute(path: Path, workdir: Path) -> list:
+    """Run a copy of ``path`` in ``workdir``; return its executed cells."""
+    shutil.copytree(path.parent, workdir, dirs_exist_ok=True)
+    nb = notebooks.read(workdir / path.name)
+    NotebookClient(nb, timeout=300, kernel_name="python3", allow_errors=True,
+                   resources={"metadata": {"path": str(workdir)}}).execute()
+    return nb.cells
+
+
+def _errors(cells) -> list[tuple[str, str, str]]:
+    """``(grade_id or first line, exception name, message)`` for each cell that raised."""
+    found = []
+    for cell in cells:
+        for out in cell.get("outputs", []):
+            if out.output_type == "error":
+                label = notebooks.nbgrader_meta(cell).get("grade_id") or cell.source[:40]
+                found.append((label, out.ename, out.evalue))
+    return found
+
+
+def _defined_by_students(lab: str) -> set[str]:
+    """Names that the solution cells define (functions, classes, variables)."""
+    names: set[str] = set()
+    for path in lab_notebooks("source", lab):
+        for cell in notebooks.read(path).cells:
+            if cell.cell_type == "code" and notebooks.nbgrader_meta(cell).get("solution"):
+                tree = ast.parse(notebooks.solution_text(cell.source))
+                for node in tree.body:
+                    if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+                        names.add(node.name)
+                    elif isinstance(node, ast.Assign):
+                        names.update(t.id for t in node.targets if isinstance(t, ast.Name))
+    return names
+
+
+@pytest.mark.parametrize("path", lab_notebooks("source", LAB1), ids=lambda p: p.stem)
+def test_source_notebook_runs_and_passes_its_tests(path, tmp_path):
+    cells = _execute(path, tmp_path)
+    assert _errors(cells) == []
+    graded = [c for c in cells if notebooks.nbgrader_meta(c).get("grade")
+              and c.cell_type == "code"]
+    assert graded and all(c.get("outputs") is not None for c in graded)
+
+
+@pytest.mark.parametrize("path", lab_notebooks("release", LAB1), ids=lambda p: p.stem)
+def test_release_notebook_fails_only_where_students_work(path, tmp_path):
+    cells = _execute(path, tmp_path)
+    student_names = _defined_by_students(LAB1)
+    errors = _errors(cells)
+    assert errors, "a blank release must not pass its tests"
+    for label, ename, evalue in errors:
+        if ename == "NameError":
+            name = re.search(r"name '(\w+)' is not defined", evalue)
+            assert name and name.group(1) in student_names, (label, evalue)
+        else:
+            assert ename == "NotImplementedError", (label, ename, evalue)
+    tests = [c for c in cells if notebooks.nbgrader_meta(c).get("grade")
+             and c.cell_type == "code"]
+    assert tests and all(any(o.output_type == "error" for o in c.outputs) for c in tests), (
+        "every test cell of a blank notebook must fail")
