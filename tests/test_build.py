@@ -45,8 +45,8 @@ def _texts(kind: str) -> str:
 
 def test_release_hides_solutions_hidden_tests_and_marking_schemes():
     text = _texts("release")
-    for secret in ("BEGIN SOLUTION", "HIDDEN TESTS", "MARK SCHEME", "make_dot(output, params",
-                   "NoiseTunnel(IntegratedGradients(model))", "_reference = torchvision"):
+    for secret in ("BEGIN SOLUTION", "HIDDEN TESTS", "MARK SCHEME", "_reference = torchvision",
+                   "return make_dot(output, params", "NoiseTunnel(IntegratedGradients(model))"):
         assert secret not in text, secret
     assert text.count("raise NotImplementedError()") == 9  # one per code solution cell of Lab 1
     assert "# TODO (Task 6)" in text
@@ -54,7 +54,8 @@ def test_release_hides_solutions_hidden_tests_and_marking_schemes():
 
 def test_solutions_keep_answers_but_not_hidden_tests_or_marking_schemes():
     text = _texts("solutions")
-    assert "make_dot(output, params" in text and "NoiseTunnel(IntegratedGradients(model))" in text
+    assert "return make_dot(output, params" in text
+    assert "NoiseTunnel(IntegratedGradients(model))" in text
     for secret in ("BEGIN SOLUTION", "HIDDEN TESTS", "MARK SCHEME", "_reference = torchvision"):
         assert secret not in text, secret
     assert "receptive field" in text  # model answers stay for self-study
