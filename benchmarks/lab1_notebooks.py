@@ -1,0 +1,180 @@
+"""Lab 1: how long each source notebook takes to run top to bottom, and which cells cost most.
+
+DESIGN.md asks that each notebook of a lab run on a laptop CPU in about a minute, and nbgrader
+kills a cell that runs past ``c.Execute.timeout`` (``nbgrader_config.py``). This script executes
+every notebook of ``source/lab1_interpretability`` (solutions and hidden tests included, as
+``nbgrader autograde`` would) with nbclient, kernel ``python3``, in a temporary copy of the lab
+folder so that nothing in the repository is written. It prints each notebook's wall time (kernel
+start included) and its three slowest cells, timed from the kernel's own timestamps
+(``cell.metadata.execution``: ``iopub.execute_input`` to ``shell.execute_reply``).
+
+The kernel runs with ``TORCH_HOME`` set to the stand-in weights (``.cache/torch-standin`` unless
+TORCH_HOME is set) and ``MPLBACKEND=Agg``. If a cell raises, the script prints the error and
+exits with status 1 after the remaining notebooks.
+
+    .venv/bin/python benchmarks/lab1_notebooks.py [--notebook 2_filters]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+import nbformat
+from _common import REPO_ROOT, print_table, use_standin_torch_home
+from nbclient import NotebookClient
+from nbclient.exceptions import CellExecutionError
+
+LAB_DIR = REPO_ROOT / "source" / "lab1_interpretability"
+ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")
+
+
+@dataclass
+class NotebookRun:
+    """The outcome of executing one notebook."""
+
+    name: str
+    wall_s: float = 0.0
+    cells: list[tuple[int, float, str]] = field(default_factory=list)  # index, seconds, 1st line
+    error: str | None = None
+
+
+def _timestamp(value: str) -> datetime:
+    """Parse a Jupyter ISO-8601 timestamp (``...Z`` or with an offset)."""
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+def cell_seconds(cell: nbformat.NotebookNode) -> float | None:
+    """Seconds a code cell ran, from nbclient's timing metadata; None if it did not run."""
+    execution = cell.get("metadata", {}).get("execution", {})
+    start, end = execution.get("iopub.execute_input"), execution.get("shell.execute_reply")
+    if not start or not end:
+        return None
+    return (_timestamp(end) - _timestamp(start)).total_seconds()
+
+
+def first_line(source: str) -> str:
+    """The first non-empty line of a cell's source, shortened for a table."""
+    line = next((text.strip() for text in source.splitlines() if text.strip()), "")
+    return line if len(line) <= 60 else line[:57] + "..."
+
+
+def kernel_env() -> dict[str, str]:
+    """The environment of the kernel: ours, plus stand-in TORCH_HOME, Agg and the venv's bin."""
+    env = dict(os.environ)
+    env["TORCH_HOME"] = use_standin_torch_home()
+    env["MPLBACKEND"] = "Agg"
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+    return env
+
+
+def run_notebook(path: Path, timeout: int) -> NotebookRun:
+    """Execute ``path`` in its own folder and collect timings (and the error, if any)."""
+    nb = nbformat.read(path, as_version=4)
+    client = NotebookClient(
+        nb,
+        kernel_name="python3",
+        timeout=timeout,
+        resources={"metadata": {"path": str(path.parent)}},
+    )
+    run = NotebookRun(path.stem)
+    start = time.perf_counter()
+    try:
+        client.execute(env=kernel_env())
+    except CellExecutionError as err:
+        run.error = ANSI_ESCAPE.sub("", str(err))  # tracebacks come with terminal colours
+    except Exception as err:  # a dead kernel or a timeout: report it like a cell error
+        run.error = f"{type(err).__name__}: {err}"
+    run.wall_s = time.perf_counter() - start
+    for index, cell in enumerate(nb.cells):
+        seconds = cell_seconds(cell) if cell.cell_type == "code" else None
+        if seconds is not None:
+            run.cells.append((index, seconds, first_line(cell.source)))
+    return run
+
+
+def report(run: NotebookRun, slowest: int) -> None:
+    """Print one notebook's wall time and its slowest cells."""
+    total = sum(seconds for _, seconds, _ in run.cells)
+    top = sorted(run.cells, key=lambda cell: cell[1], reverse=True)[:slowest]
+    print_table(
+        f"{run.name}: {run.wall_s:.1f} s wall (kernel start included), {total:.1f} s in "
+        f"{len(run.cells)} code cells; slowest {len(top)}:",
+        ("cell", "seconds", "first line"),
+        [[index, seconds, line] for index, seconds, line in top],
+    )
+    if run.error:
+        print(f"\nERROR in {run.name}:\n{run.error}")
+
+
+def select(names: Sequence[str] | None) -> list[Path]:
+    """The lab's notebooks, or those named (``2_filters`` or ``2_filters.ipynb``)."""
+    available = sorted(LAB_DIR.glob("*.ipynb"))
+    if not names:
+        return available
+    by_stem = {path.stem: path for path in available}
+    chosen = []
+    for name in names:
+        stem = name.removesuffix(".ipynb")
+        if stem not in by_stem:
+            sys.exit(f"unknown notebook {name!r}; expected one of: {', '.join(by_stem)}")
+        chosen.append(by_stem[stem])
+    return chosen
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """Command-line options (see --help)."""
+    parser = argparse.ArgumentParser(
+        description="Run lab 1's source notebooks with nbclient; print wall and cell times.",
+    )
+    parser.add_argument(
+        "--notebook",
+        action="append",
+        metavar="NAME",
+        help="run only this notebook, e.g. 2_filters (repeatable); default all",
+    )
+    parser.add_argument("--slowest", type=int, default=3, help="slow cells listed (3)")
+    parser.add_argument(
+        "--timeout", type=int, default=600, help="per-cell timeout in seconds (600)"
+    )
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Copy the lab to a temporary folder, run the selected notebooks, print the report."""
+    args = parse_args(argv)
+    paths = select(args.notebook)
+    print(f"TORCH_HOME={use_standin_torch_home()}, CPU load average: {os.getloadavg()[0]:.1f}")
+    runs: list[NotebookRun] = []
+    with tempfile.TemporaryDirectory(prefix="lab1_notebooks_") as tmp:
+        lab_copy = Path(tmp) / LAB_DIR.name
+        shutil.copytree(LAB_DIR, lab_copy)
+        for path in paths:
+            print(f"running {path.name} ...", flush=True)
+            run = run_notebook(lab_copy / path.name, args.timeout)
+            report(run, args.slowest)
+            runs.append(run)
+    print_table(
+        "Summary",
+        ("notebook", "wall s", "status"),
+        [[run.name, run.wall_s, "ERROR" if run.error else "ok"] for run in runs],
+    )
+    print(f"total: {sum(run.wall_s for run in runs):.1f} s")
+    failed = [run.name for run in runs if run.error]
+    if failed:
+        print(f"\nFAILED: a cell raised in {', '.join(failed)} (errors printed above)")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
