@@ -11,7 +11,7 @@ from pathlib import Path
 from ._paths import REPO_ROOT, SOURCE_DIR, SUBMITTED_DIR, CourseError, resolve_labs
 from .build import build
 from .check import check_notebook, format_check
-from .grade import format_table, grade, write_csv
+from .grade import GradeOptions, format_table, grade, write_csv
 from .samples import demo_students, make_submission
 
 
@@ -49,7 +49,9 @@ def _report(results, root: Path) -> Path:
 
 def _cmd_grade(args: argparse.Namespace) -> int:
     root = Path(args.course).resolve()
-    results = grade(args.lab, root=root, db_url=args.db)
+    options = GradeOptions(jobs=args.jobs, cell_timeout=args.cell_timeout,
+                           notebook_timeout=args.notebook_timeout, memory_mb=args.memory)
+    results = grade(args.lab, root=root, db_url=args.db, options=options)
     _report(results, root)
     return 0
 
@@ -67,7 +69,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         for student, how in demo_students(lab).items():
             make_submission(lab, demo / SUBMITTED_DIR / student / lab, root=repo, **how)
     print(f"Grading the sample submissions in {demo} (this takes a few minutes)...", flush=True)
-    results = grade(None, root=demo)
+    results = grade(None, root=demo, options=GradeOptions(jobs=args.jobs))
     _report(results, demo)
     return 0
 
@@ -92,11 +94,18 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("grade", help="autograde submitted/<student>/<lab>/ into the gradebook")
     p.add_argument("lab", nargs="?", help="one lab (default: all)")
     p.add_argument("--db", help="gradebook SQLAlchemy URL (default: sqlite gradebook.db)")
+    p.add_argument("--jobs", type=int, default=1, help="submissions graded at once (1)")
+    p.add_argument("--cell-timeout", type=int, default=180, help="seconds per cell (180)")
+    p.add_argument("--notebook-timeout", type=float, default=1800,
+                   help="seconds for one student's whole lab (1800)")
+    p.add_argument("--memory", type=int, default=0,
+                   help="memory cap in MB for each submission's kernel (default: none)")
     p.set_defaults(func=_cmd_grade)
 
     p = sub.add_parser("demo", help="build, grade the bundled sample submissions, print the table")
     p.add_argument("--dir", default=str(REPO_ROOT / "build" / "demo_course"),
                    help="throwaway course folder (replaced on every run)")
+    p.add_argument("--jobs", type=int, default=2, help="submissions graded at once (2)")
     p.set_defaults(func=_cmd_demo)
     return parser
 

@@ -8,38 +8,36 @@ number in each grade cell's ``grade_id``), and are written to ``grades.csv``.
 from __future__ import annotations
 
 import csv
+import json
+import os
+import signal
 import subprocess
+import sys
 import tempfile
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from nbgrader.api import Gradebook, MissingEntry
+from tqdm.auto import tqdm
 
 from . import notebooks
 from ._paths import (
     REPO_ROOT,
     SUBMITTED_DIR,
     CourseError,
-    nbgrader_cmd,
     resolve_labs,
     tool_env,
 )
 from .build import generate_release
+from .staging import stage_submission
 
 DEFAULT_SUBMISSION_TIMEOUT = 1800  # seconds for one student's whole lab
 DEFAULT_CELL_TIMEOUT = 180  # seconds per cell (nbgrader's own default, 30 s, fails busy machines)
-# Settings grading depends on, passed on every autograde command line so that a course folder
-# without our nbgrader_config.py grades the same (the config file mirrors them for plain nbgrader;
+# Settings grading depends on, set by the grading worker itself so that a course folder without
+# our nbgrader_config.py grades the same (the config file mirrors them for plain nbgrader;
 # tests/test_autograder_units.py keeps the two in step).
 IGNORED_STDERR = r"[\s\S]*"  # stderr (warnings, progress bars) never decides a grade
-
-
-def grading_flags(cell_timeout: int = DEFAULT_CELL_TIMEOUT) -> list[str]:
-    """nbgrader command-line settings for autograding."""
-    return [
-        "--IgnorePattern.enabled=True", f"--IgnorePattern.pattern={IGNORED_STDERR}",
-        f"--Execute.timeout={cell_timeout}", "--Execute.interrupt_on_timeout=True",
-    ]
 
 
 @dataclass
@@ -66,7 +64,8 @@ class StudentResult:
 
 
 def default_db_url(root: Path) -> str:
-    return f"sqlite:///{root / 'gradebook.db'}"
+    """The SQLite gradebook in the course root; workers wait up to 60 s for its write lock."""
+    return f"sqlite:///{root / 'gradebook.db'}?timeout=60"
 
 
 def find_students(lab: str, root: Path) -> list[str]:
@@ -77,23 +76,80 @@ def find_students(lab: str, root: Path) -> list[str]:
     return sorted(p.name for p in submitted.iterdir() if (p / lab).is_dir())
 
 
-def autograde_one(lab: str, student: str, root: Path, db_url: str,
-                  timeout: float = DEFAULT_SUBMISSION_TIMEOUT) -> str:
-    """Run ``nbgrader autograde`` for one student; return "" or a one-line problem description."""
-    cmd = nbgrader_cmd() + [
-        "autograde", lab, f"--student={student}", "--create", "--force",
-        f"--CourseDirectory.root={root}", f"--CourseDirectory.db_url={db_url}",
-        *grading_flags(),
-    ]
-    try:
-        proc = subprocess.run(cmd, cwd=root, env=tool_env(), capture_output=True, text=True,
-                              timeout=timeout)
-    except subprocess.TimeoutExpired:
-        return f"grading took longer than {timeout:.0f} s and was stopped"
-    if proc.returncode != 0:
-        lines = [ln for ln in (proc.stderr + proc.stdout).splitlines() if "ERROR" in ln]
-        return (lines[-1] if lines else f"nbgrader exited with {proc.returncode}").strip()
-    return ""
+@dataclass
+class GradeOptions:
+    """How ``course grade`` runs each submission."""
+
+    jobs: int = 1
+    cell_timeout: int = DEFAULT_CELL_TIMEOUT
+    notebook_timeout: float = DEFAULT_SUBMISSION_TIMEOUT
+    memory_mb: int = 0
+    max_output_bytes: int = 100_000
+    seed: int = 0
+
+
+def _worker_env(jobs: int) -> dict[str, str]:
+    """Tool environment; with several jobs, each kernel gets its share of the CPU threads."""
+    env = tool_env()
+    if jobs > 1:
+        threads = str(max(1, (os.cpu_count() or 1) // jobs))
+        for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+            env[name] = threads
+    return env
+
+
+def autograde_one(lab: str, student: str, root: Path, db_url: str, release: Path,
+                  options: GradeOptions) -> str:
+    """Stage, then autograde one student in a worker process; return "" or what went wrong.
+
+    The worker runs in its own session so that a timeout kills it with its kernel.
+    """
+    notes: list[str] = []
+    with tempfile.TemporaryDirectory(prefix=f"course-{student}-") as tmp:
+        staged = Path(tmp) / "submitted"
+        report = stage_submission(root / SUBMITTED_DIR / student / lab, release,
+                                  staged / student / lab)
+        notes.extend(report.notes)
+        cmd = [sys.executable, "-m", "autograder.worker", f"--root={root}", f"--lab={lab}",
+               f"--student={student}", f"--db={db_url}", f"--staged={staged}",
+               f"--cell-timeout={options.cell_timeout}", f"--memory={options.memory_mb}",
+               f"--max-output-bytes={options.max_output_bytes}", f"--seed={options.seed}"]
+        proc = subprocess.Popen(cmd, cwd=root, env=_worker_env(options.jobs), text=True,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                start_new_session=True)
+        try:
+            out, err = proc.communicate(timeout=options.notebook_timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+            notes.append(f"grading took longer than {options.notebook_timeout:.0f} s and was "
+                         "stopped")
+            return "; ".join(notes)
+    outcome = _last_json(out)
+    if outcome is None:
+        tail = (err.strip().splitlines() or [f"exit status {proc.returncode}"])[-1]
+        notes.append(f"grader crashed: {tail}")
+    else:
+        notes.extend(outcome.get("notes", []))
+        if not outcome["success"]:
+            notes.append(_first_line(outcome["error"]) or "nbgrader reported an error")
+    return "; ".join(notes)
+
+
+def _last_json(text: str) -> dict | None:
+    for line in reversed(text.strip().splitlines()):
+        try:
+            value = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(value, dict) and "success" in value:
+            return value
+    return None
+
+
+def _first_line(text: str) -> str:
+    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
+    return lines[-1] if lines else ""
 
 
 def collect_scores(lab: str, student: str, db_url: str) -> StudentResult:
@@ -104,6 +160,14 @@ def collect_scores(lab: str, student: str, db_url: str) -> StudentResult:
             submission = gb.find_submission(lab, student)
         except MissingEntry:
             result.problem = "no graded submission in the gradebook"
+            for nb in gb.find_assignment(lab).notebooks:  # zero out of the lab's maximum
+                for cell in nb.grade_cells:
+                    task = notebooks.task_of(cell.name)
+                    if cell.cell_type == "markdown" or task is None:
+                        result.manual += cell.max_score
+                    else:
+                        _, max_score = result.tasks.get(task, (0.0, 0.0))
+                        result.tasks[task] = (0.0, max_score + cell.max_score)
             return result
         for nb in submission.notebooks:
             for grade in nb.grades:
@@ -154,7 +218,7 @@ def format_table(results: list[StudentResult]) -> str:
 
 def grade(lab: str | None = None, root: Path = REPO_ROOT, db_url: str | None = None,
           students: list[str] | None = None,
-          timeout: float = DEFAULT_SUBMISSION_TIMEOUT) -> list[StudentResult]:
+          options: GradeOptions | None = None) -> list[StudentResult]:
     """Autograde the submissions under ``<root>/submitted`` and return per-task results.
 
     Args:
@@ -162,22 +226,30 @@ def grade(lab: str | None = None, root: Path = REPO_ROOT, db_url: str | None = N
         root: the course root (``source/``, ``submitted/``, the gradebook).
         db_url: SQLAlchemy URL of the gradebook; ``<root>/gradebook.db`` by default.
         students: restrict to these students (default: everyone who submitted).
-        timeout: seconds one student's lab may take before it is stopped.
+        options: jobs, timeouts, memory cap (see :class:`GradeOptions`).
     """
     root = root.resolve()
     db_url = db_url or default_db_url(root)
+    options = options or GradeOptions()
     results: list[StudentResult] = []
     for name in resolve_labs(lab, root):
         who = students if students is not None else find_students(name, root)
         if not who:
             continue
-        # The gradebook must hold the source cells (points, checksums) before autograding.
         with tempfile.TemporaryDirectory(prefix="course-grade-") as tmp:
-            generate_release(name, root, Path(tmp), db_url=db_url)
+            # The gradebook must hold the source cells (points, checksums) before autograding,
+            # and the blank release is what a missing or corrupt notebook is graded as.
+            release = generate_release(name, root, Path(tmp), db_url=db_url)
+            with ThreadPoolExecutor(max_workers=max(1, options.jobs)) as pool:
+                futures = {pool.submit(autograde_one, name, s, root, db_url, release, options): s
+                           for s in who}
+                problems = {}
+                for future in tqdm(as_completed(futures), total=len(futures), unit="submission",
+                                   desc=f"grading {name}", file=sys.stderr):
+                    problems[futures[future]] = future.result()
         for student in who:
-            problem = autograde_one(name, student, root, db_url, timeout)
             result = collect_scores(name, student, db_url)
-            result.problem = problem or result.problem
+            result.problem = "; ".join(p for p in (problems[student], result.problem) if p)
             results.append(result)
     if not results:
         raise CourseError(f"No submissions found under {root / SUBMITTED_DIR}/<student>/<lab>/.")

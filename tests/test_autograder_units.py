@@ -127,10 +127,9 @@ def test_nbgrader_config_mirrors_the_grading_flags():
     from traitlets.config.loader import PyFileConfigLoader
 
     from autograder._paths import REPO_ROOT
-    from autograder.grade import DEFAULT_CELL_TIMEOUT, IGNORED_STDERR, grading_flags
+    from autograder.grade import DEFAULT_CELL_TIMEOUT, IGNORED_STDERR
 
     config = PyFileConfigLoader("nbgrader_config.py", path=str(REPO_ROOT)).load_config()
     assert config.IgnorePattern.enabled is True
     assert config.IgnorePattern.pattern == IGNORED_STDERR
     assert config.Execute.timeout == DEFAULT_CELL_TIMEOUT
-    assert f"--IgnorePattern.pattern={IGNORED_STDERR}" in grading_flags()

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from autograder import notebooks
-from autograder.grade import format_table, grade, write_csv
+from autograder.grade import GradeOptions, format_table, grade, write_csv
 from autograder.samples import ALL, make_submission, wrong_answers
 
 from ._course import LAB1, copy_course, graded_cells
@@ -58,7 +58,7 @@ def graded(tmp_path_factory):
     for student, plan in plans.items():
         make_submission(LAB1, root / "submitted" / student / LAB1, **plan)
     before = _digest(root / "submitted")
-    results = {r.student: r for r in grade(LAB1, root=root)}
+    results = {r.student: r for r in grade(LAB1, root=root, options=GradeOptions(jobs=2))}
     return root, results, before
 
 

@@ -1,0 +1,148 @@
+"""Grade one submission in this process: ``python -m autograder.worker ...``.
+
+``course grade`` starts one worker per submission (``--jobs`` at a time), so a crash, a hang or a
+memory blow-up costs one student at most. The worker caps its own memory (the kernel inherits
+the cap), seeds every kernel it starts, runs nbgrader's autograde with the preprocessors of
+:mod:`autograder.nbgrader_ext`, and prints one JSON line with the outcome.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+SEED_STARTUP = '''\
+# Written by the course autograder: every notebook starts from the same random state, so
+# stochastic tasks (SmoothGrad noise, gradient ascent from noise) grade the same on every run.
+import random as _random
+_random.seed({seed})
+try:
+    import numpy as _np
+    _np.random.seed({seed})
+except ImportError:
+    pass
+try:
+    import torch as _torch
+    _torch.manual_seed({seed})
+except ImportError:
+    pass
+'''
+
+
+def seeded_ipython_dir(parent: Path, seed: int) -> Path:
+    """An IPYTHONDIR whose startup file seeds ``random``, NumPy and torch."""
+    startup = parent / "ipython" / "profile_default" / "startup"
+    startup.mkdir(parents=True, exist_ok=True)
+    (startup / "00-course-seed.py").write_text(SEED_STARTUP.format(seed=seed))
+    return parent / "ipython"
+
+
+def cap_memory(megabytes: int) -> None:
+    """Limit this process and its children (the kernel) to ``megabytes`` of data memory.
+
+    RLIMIT_DATA counts heap and anonymous mappings, not the shared libraries mapped read-only
+    (PyTorch's CUDA build maps gigabytes of them), so it caps what a notebook can allocate.
+    """
+    limit = megabytes * 1024 * 1024
+    resource.setrlimit(resource.RLIMIT_DATA, (limit, limit))
+
+
+def autograde(root: Path, lab: str, student: str, db_url: str, staged: Path,
+              cell_timeout: int, max_output_bytes: int) -> dict:
+    """Run nbgrader autograde for one student whose staged copy is ``staged/<student>/<lab>``."""
+    from nbconvert.preprocessors import ClearMetadataPreprocessor, CSSHTMLHeaderPreprocessor
+    from nbgrader.apps.api import NbGraderAPI
+    from nbgrader.preprocessors import (
+        AssignLatePenalties,
+        CheckCellMetadata,
+        GetGrades,
+        IgnorePattern,
+        LimitOutput,
+        SaveAutoGrades,
+    )
+    from traitlets.config import Config
+
+    from .grade import IGNORED_STDERR
+    from .nbgrader_ext import HideTestCode, LimitOutputBytes, RobustExecute
+
+    config = Config()
+    config.CourseDirectory.root = str(root)
+    config.CourseDirectory.db_url = db_url
+    config.CourseDirectory.submitted_directory = str(staged)
+    config.Autograde.autograde_preprocessors = [
+        RobustExecute, IgnorePattern, ClearMetadataPreprocessor, LimitOutput, LimitOutputBytes,
+        SaveAutoGrades, AssignLatePenalties, CheckCellMetadata,
+    ]
+    config.Execute.timeout = cell_timeout
+    config.Execute.interrupt_on_timeout = True
+    config.IgnorePattern.enabled = True
+    config.IgnorePattern.pattern = IGNORED_STDERR
+    config.LimitOutput.max_lines = 200
+    config.LimitOutputBytes.max_bytes = max_output_bytes
+    # Feedback shows each test's name, description and message, never its code.
+    config.GenerateFeedback.preprocessors = [GetGrades, HideTestCode, CSSHTMLHeaderPreprocessor]
+    api = NbGraderAPI(config=config)
+    result = api.autograde(lab, student, force=True, create=True)
+    outcome = {"success": bool(result.get("success")), "error": result.get("error") or "",
+               "log": (result.get("log") or "")[-4000:]}
+    outcome["notes"] = incidents(root / "autograded" / student / lab)
+    if (root / "autograded" / student / lab).is_dir():
+        feedback = api.generate_feedback(lab, student, force=True)
+        if not feedback.get("success"):
+            outcome["error"] += "\nfeedback failed: " + (feedback.get("error") or "")
+    return outcome
+
+
+INCIDENTS = {
+    "KernelDied": "the kernel died",
+    "CellTimeoutError": "a cell timed out",
+    "MemoryError": "out of memory",
+}
+
+
+def incidents(folder: Path) -> list[str]:
+    """One line per notebook of ``folder`` whose run hit a kernel death, timeout or memory cap."""
+    import nbformat
+
+    notes = []
+    for path in sorted(folder.glob("*.ipynb")):
+        nb = nbformat.read(str(path), as_version=4)
+        seen = {out.get("ename") for cell in nb.cells if cell.cell_type == "code"
+                for out in cell.get("outputs", []) if out.get("output_type") == "error"}
+        notes += [f"{path.name}: {text}" for ename, text in INCIDENTS.items() if ename in seen]
+    return notes
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m autograder.worker")
+    parser.add_argument("--root", required=True)
+    parser.add_argument("--lab", required=True)
+    parser.add_argument("--student", required=True)
+    parser.add_argument("--db", required=True)
+    parser.add_argument("--staged", required=True, help="folder holding <student>/<lab>")
+    parser.add_argument("--cell-timeout", type=int, default=180)
+    parser.add_argument("--memory", type=int, default=0, help="MB; 0 = no cap")
+    parser.add_argument("--max-output-bytes", type=int, default=100_000)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    if args.memory:
+        cap_memory(args.memory)
+    with tempfile.TemporaryDirectory(prefix="course-worker-") as tmp:
+        os.environ["IPYTHONDIR"] = str(seeded_ipython_dir(Path(tmp), args.seed))
+        try:
+            outcome = autograde(Path(args.root), args.lab, args.student, args.db,
+                                Path(args.staged), args.cell_timeout, args.max_output_bytes)
+        except MemoryError:
+            outcome = {"success": False, "error": "the grader ran out of memory", "log": ""}
+    print(json.dumps(outcome))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

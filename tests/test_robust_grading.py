@@ -1,0 +1,184 @@
+"""Batch grading survives bad submissions (issue: the autograder).
+
+A two-task fixture lab (``tests/fixtures/course``, runs in a second) receives one submission per
+failure mode; all are graded in one batch, two at a time, and each must get exactly its
+expected score while every other student is unaffected.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from autograder import notebooks
+from autograder.build import build
+from autograder.grade import GradeOptions, collect_scores, default_db_url, grade
+from autograder.samples import ALL, make_submission
+
+pytestmark = pytest.mark.slow
+
+FIXTURE = Path(__file__).parent / "fixtures" / "course"
+LAB = "minilab"
+NB = "quiz.ipynb"
+OPTIONS = GradeOptions(jobs=2, cell_timeout=10, notebook_timeout=300, memory_mb=2048)
+
+
+def _edit(folder: Path, change) -> None:
+    """Apply ``change(cells)`` to the submission's notebook."""
+    nb = notebooks.read(folder / NB)
+    change(nb.cells)
+    notebooks.write(nb, folder / NB)
+
+
+def _cell(cells, grade_id):
+    return next(c for c in cells if notebooks.nbgrader_meta(c).get("grade_id") == grade_id)
+
+
+def _set(grade_id, source):
+    return lambda cells: _cell(cells, grade_id).__setitem__("source", source)
+
+
+ADD = "def add(a, b):\n    return a + b"
+MEAN = "def mean(values):\n    return float(np.mean(values))"
+
+
+def _build_class(root: Path) -> dict[str, tuple[float, float]]:
+    """Write the submissions; return student -> expected (task 1, task 2) points."""
+    sub = root / "submitted"
+
+    def make(student, solve=ALL, overrides=None):
+        return make_submission(LAB, sub / student / LAB, solve=solve, overrides=overrides,
+                               root=root)
+
+    make("solution")
+    make("blank", solve=[])
+    make("partial", solve=["task1_add"])
+    make("endless_loop", overrides={"task2_mean": "def mean(values):\n    while True:\n"
+                                                  "        pass"})
+    make("memory_hog", overrides={"task2_mean": "hog = bytearray(6 * 2**30)\n" + MEAN})
+    make("exits", overrides={"task2_mean": "import os\nos._exit(1)"})
+    make("segfault", overrides={"task2_mean": "import ctypes\nctypes.string_at(0)"})
+    # right on the visible test's [1, 2, 3] only; the student also weakened the test cell
+    _edit(make("weakened_test", overrides={"task2_mean": "def mean(values):\n"
+                                                         "    return float(values[1])"}),
+          _set("test_task2_mean", '"""Task 2: mean of a list."""\nassert True'))
+    _edit(make("deleted_test"), lambda cells: cells.remove(_cell(cells, "test_task1_add")))
+    _edit(make("deleted_test_blank", solve=["task1_add"]),
+          lambda cells: cells.remove(_cell(cells, "test_task2_mean")))
+
+    def duplicate_and_retype(cells):
+        first = _cell(cells, "task1_add")
+        copy = nbformat.from_dict(dict(first))
+        copy["id"] = "copied-cell"  # Jupyter gives a copied cell an id of its own
+        cells.insert(cells.index(first) + 1, copy)
+        _cell(cells, "task2_mean")["cell_type"] = "markdown"
+        _cell(cells, "task2_mean").pop("outputs", None)
+        _cell(cells, "task2_mean").pop("execution_count", None)
+
+    _edit(make("duplicated_cell"), duplicate_and_retype)
+    (make("corrupt_json") / NB).write_text('{"cells": [ this is not json')
+    (sub / "empty_folder" / LAB).mkdir(parents=True)
+    shutil.copyfile(make("extra_notebook") / NB, sub / "extra_notebook" / LAB / "notes.ipynb")
+    make("renamed_notebook")
+    (sub / "renamed_notebook" / LAB / NB).rename(sub / "renamed_notebook" / LAB / "quiz (1).ipynb")
+    make("noisy_stderr", overrides={
+        "task1_add": "import sys, warnings\ndef add(a, b):\n    warnings.warn('noise', "
+                     "UserWarning)\n    print('debug', file=sys.stderr)\n    return a + b"})
+    make("huge_print", overrides={"task1_add": "print('x' * 10_000_000)\n" + ADD})
+    make("random_state", overrides={"task1_add": "print('draw', np.random.rand())\n" + ADD})
+    return {
+        "solution": (2, 3), "blank": (0, 0), "partial": (2, 0), "endless_loop": (2, 0),
+        "memory_hog": (2, 0), "exits": (2, 0), "segfault": (2, 0), "weakened_test": (2, 0),
+        "deleted_test": (2, 3), "deleted_test_blank": (2, 0), "duplicated_cell": (2, 3),
+        "corrupt_json": (0, 0), "empty_folder": (0, 0), "extra_notebook": (2, 3),
+        "renamed_notebook": (0, 0), "noisy_stderr": (2, 3), "huge_print": (2, 3),
+        "random_state": (2, 3),
+    }
+
+
+def _digest(folder: Path) -> dict[str, str]:
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def batch(tmp_path_factory):
+    root = tmp_path_factory.mktemp("course")
+    shutil.copytree(FIXTURE / "source", root / "source")
+    build(LAB, root=root)
+    expected = _build_class(root)
+    before = _digest(root / "submitted")
+    results = {r.student: r for r in grade(LAB, root=root, options=OPTIONS)}
+    return root, expected, results, before
+
+
+def test_every_submission_gets_exactly_its_expected_score(batch):
+    _, expected, results, _ = batch
+    got = {s: (r.tasks[1][0], r.tasks[2][0]) for s, r in results.items()}
+    assert got == {s: (float(a), float(b)) for s, (a, b) in expected.items()}
+    assert all(r.auto_max == 5 and r.manual == 1 for r in results.values())
+
+
+@pytest.mark.parametrize(("student", "words"), [
+    ("endless_loop", "timed out"), ("memory_hog", "out of memory"), ("exits", "kernel died"),
+    ("segfault", "kernel died"), ("corrupt_json", "not a readable notebook"),
+    ("empty_folder", "no notebooks submitted"), ("extra_notebook", "notes.ipynb: not part"),
+    ("renamed_notebook", "quiz.ipynb: missing"), ("duplicated_cell", "appears twice"),
+    ("duplicated_cell", "restored to code"), ("deleted_test", "test_task1_add was deleted"),
+])
+def test_problems_are_named_per_student(batch, student, words):
+    _, _, results, _ = batch
+    assert words in results[student].problem
+
+
+def test_clean_submissions_report_no_problem(batch):
+    _, _, results, _ = batch
+    for student in ("solution", "blank", "partial", "noisy_stderr", "random_state"):
+        assert results[student].problem == "", student
+
+
+def test_submitted_files_are_never_modified(batch):
+    root, _, _, before = batch
+    assert _digest(root / "submitted") == before
+
+
+def test_output_is_capped_in_bytes(batch):
+    root, _, _, _ = batch
+    graded = root / "autograded" / "huge_print" / LAB / NB
+    assert graded.stat().st_size < 1_000_000
+    assert "output truncated" in graded.read_text()
+    assert (root / "feedback" / "huge_print" / LAB / "quiz.html").stat().st_size < 1_000_000
+
+
+def test_feedback_for_everyone_and_without_hidden_test_code(batch):
+    root, expected, _, _ = batch
+    for student in expected:
+        html = (root / "feedback" / student / LAB / "quiz.html")
+        assert html.is_file(), student
+    text = (root / "feedback" / "weakened_test" / LAB / "quiz.html").read_text()
+    assert "test_task2_mean" in text and "mean([0.5, 1.5, 4.0]) should be 2.0" in text
+    assert "assert abs(mean([0.5, 1.5, 4.0])" not in text  # the hidden test's code
+    assert "assert True" not in text  # the student's edit was replaced
+
+
+def test_grading_again_gives_the_same_grades_and_outputs(batch):
+    root, _, results, _ = batch
+    db = default_db_url(root)
+    first = (root / "autograded" / "random_state" / LAB / NB).read_text()
+    again = grade(LAB, root=root, students=["random_state", "partial"], options=OPTIONS)
+    assert {r.student: r.tasks for r in again} == {
+        s: results[s].tasks for s in ("random_state", "partial")}
+    assert collect_scores(LAB, "solution", db).tasks == results["solution"].tasks
+
+    def draws(text):
+        nb = json.loads(text)
+        return [o["text"] for c in nb["cells"] if c["cell_type"] == "code"
+                for o in c.get("outputs", []) if "draw" in str(o.get("text", ""))]
+
+    assert draws(first) and draws(first) == draws(
+        (root / "autograded" / "random_state" / LAB / NB).read_text())
