@@ -19,6 +19,8 @@ from nbgrader.preprocessors import Execute, NbGraderPreprocessor
 from traitlets import Integer
 
 KERNEL_DIED = "KernelDied"
+# Defined by autograder.kernel_startup; absent (a no-op) when a kernel runs without it.
+GUARD_CALL = "__import__('builtins').__dict__.get('__course_guard__', lambda: None)()\n"
 
 
 def _error(ename: str, evalue: str) -> NotebookNode:
@@ -28,6 +30,18 @@ def _error(ename: str, evalue: str) -> NotebookNode:
 
 class RobustExecute(Execute):
     """nbgrader's Execute, but a dead kernel fails only the cells it did not finish."""
+
+    def preprocess_cell(self, cell: NotebookNode, resources: Any, index: int):
+        """Run each test cell after ``__course_guard__()`` (see autograder.kernel_startup)."""
+        meta = cell.get("metadata", {}).get("nbgrader", {})
+        if cell.cell_type != "code" or not meta.get("grade") or meta.get("solution"):
+            return super().preprocess_cell(cell, resources, index)
+        source = cell.source
+        cell.source = GUARD_CALL + source
+        try:
+            return super().preprocess_cell(cell, resources, index)
+        finally:
+            cell.source = source
 
     def on_cell_executed(self, **kwargs: Any) -> None:
         super().on_cell_executed(**kwargs)

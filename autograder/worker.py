@@ -2,8 +2,9 @@
 
 ``course grade`` starts one worker per submission (``--jobs`` at a time), so a crash, a hang or a
 memory blow-up costs one student at most. The worker caps its own memory (the kernel inherits
-the cap), seeds every kernel it starts, runs nbgrader's autograde with the preprocessors of
-:mod:`autograder.nbgrader_ext`, and prints one JSON line with the outcome.
+the cap), seeds and guards every kernel it starts (:mod:`autograder.kernel_startup`), runs
+nbgrader's autograde with the preprocessors of :mod:`autograder.nbgrader_ext`, and prints one
+JSON line with the outcome.
 """
 
 from __future__ import annotations
@@ -12,34 +13,19 @@ import argparse
 import json
 import os
 import resource
+import shutil
 import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-SEED_STARTUP = '''\
-# Written by the course autograder: every notebook starts from the same random state, so
-# stochastic tasks (SmoothGrad noise, gradient ascent from noise) grade the same on every run.
-import random as _random
-_random.seed({seed})
-try:
-    import numpy as _np
-    _np.random.seed({seed})
-except ImportError:
-    pass
-try:
-    import torch as _torch
-    _torch.manual_seed({seed})
-except ImportError:
-    pass
-'''
-
 
 def seeded_ipython_dir(parent: Path, seed: int) -> Path:
-    """An IPYTHONDIR whose startup file seeds ``random``, NumPy and torch."""
+    """An IPYTHONDIR whose startup file is :mod:`autograder.kernel_startup` (seed and guard)."""
     startup = parent / "ipython" / "profile_default" / "startup"
     startup.mkdir(parents=True, exist_ok=True)
-    (startup / "00-course-seed.py").write_text(SEED_STARTUP.format(seed=seed))
+    shutil.copyfile(Path(__file__).with_name("kernel_startup.py"), startup / "00-course.py")
+    os.environ["COURSE_SEED"] = str(seed)
     return parent / "ipython"
 
 
@@ -104,6 +90,7 @@ INCIDENTS = {
     "CellTimeoutError": "a cell timed out",
     "MemoryError": "out of memory",
 }
+GUARD_MARK = "[course-guard] restored before this test: "
 
 
 def incidents(folder: Path) -> list[str]:
@@ -116,6 +103,13 @@ def incidents(folder: Path) -> list[str]:
         seen = {out.get("ename") for cell in nb.cells if cell.cell_type == "code"
                 for out in cell.get("outputs", []) if out.get("output_type") == "error"}
         notes += [f"{path.name}: {text}" for ename, text in INCIDENTS.items() if ename in seen]
+        replaced = sorted({name for cell in nb.cells if cell.cell_type == "code"
+                           for out in cell.get("outputs", [])
+                           for line in str(out.get("text", "")).splitlines()
+                           if line.startswith(GUARD_MARK)
+                           for name in line[len(GUARD_MARK):].split(", ")})
+        if replaced:
+            notes.append(f"{path.name}: FLAGGED FOR REVIEW, replaced {', '.join(replaced)}")
     return notes
 
 

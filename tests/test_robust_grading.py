@@ -91,13 +91,18 @@ def _build_class(root: Path) -> dict[str, tuple[float, float]]:
                      "UserWarning)\n    print('debug', file=sys.stderr)\n    return a + b"})
     make("huge_print", overrides={"task1_add": "print('x' * 10_000_000)\n" + ADD})
     make("random_state", overrides={"task1_add": "print('draw', np.random.rand())\n" + ADD})
+    make("patches_abs", overrides={"task2_mean": "import builtins\nbuiltins.abs = lambda x: 0\n"
+                                                 "def mean(values):\n    return float(values[1])"})
+    make("hides_errors", overrides={
+        "task1_add": "get_ipython().showtraceback = lambda *a, **k: None\n"
+                     "def add(a, b):\n    return a - b"})
     return {
         "solution": (2, 3), "blank": (0, 0), "partial": (2, 0), "endless_loop": (2, 0),
         "memory_hog": (2, 0), "exits": (2, 0), "segfault": (2, 0), "weakened_test": (2, 0),
         "deleted_test": (2, 3), "deleted_test_blank": (2, 0), "duplicated_cell": (2, 3),
         "corrupt_json": (0, 0), "empty_folder": (0, 0), "extra_notebook": (2, 3),
         "renamed_notebook": (0, 0), "noisy_stderr": (2, 3), "huge_print": (2, 3),
-        "random_state": (2, 3),
+        "random_state": (2, 3), "patches_abs": (2, 0), "hides_errors": (0, 3),
     }
 
 
@@ -130,6 +135,8 @@ def test_every_submission_gets_exactly_its_expected_score(batch):
     ("empty_folder", "no notebooks submitted"), ("extra_notebook", "notes.ipynb: not part"),
     ("renamed_notebook", "quiz.ipynb: missing"), ("duplicated_cell", "appears twice"),
     ("duplicated_cell", "restored to code"), ("deleted_test", "test_task1_add was deleted"),
+    ("patches_abs", "FLAGGED FOR REVIEW, replaced builtins.abs"),
+    ("hides_errors", "FLAGGED FOR REVIEW, replaced IPython shell showtraceback"),
 ])
 def test_problems_are_named_per_student(batch, student, words):
     _, _, results, _ = batch
