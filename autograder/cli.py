@@ -11,7 +11,7 @@ from pathlib import Path
 from ._paths import REPO_ROOT, SOURCE_DIR, SUBMITTED_DIR, CourseError, resolve_labs
 from .build import build
 from .check import check_notebook, format_check
-from .grade import GradeOptions, format_table, grade, write_csv
+from .grade import GradeOptions, GradingInterrupted, format_table, grade, write_csv
 from .samples import demo_students, make_submission
 
 
@@ -114,6 +114,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
+    except GradingInterrupted as exc:
+        print(f"course {args.command}: {exc}", file=sys.stderr)
+        return 130
     except CourseError as exc:
         print(f"course {args.command}: {exc}", file=sys.stderr)
         return 2

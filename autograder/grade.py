@@ -76,6 +76,16 @@ def find_students(lab: str, root: Path) -> list[str]:
     return sorted(p.name for p in submitted.iterdir() if (p / lab).is_dir())
 
 
+class GradingInterrupted(CourseError):
+    """Ctrl-C during ``course grade``: what was graded and what was not."""
+
+    def __init__(self, done: list[str], left: list[str]) -> None:
+        super().__init__(f"interrupted: {len(done)} submission(s) graded and recorded, "
+                         f"{len(left)} not graded ({', '.join(left)}); run the same command "
+                         "again to grade them.")
+        self.done, self.left = done, left
+
+
 @dataclass
 class GradeOptions:
     """How ``course grade`` runs each submission."""
@@ -117,14 +127,16 @@ def autograde_one(lab: str, student: str, root: Path, db_url: str, release: Path
         proc = subprocess.Popen(cmd, cwd=root, env=_worker_env(options.jobs), text=True,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                 start_new_session=True)
+        _RUNNING.add(proc)
         try:
             out, err = proc.communicate(timeout=options.notebook_timeout)
         except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.communicate()
+            _kill(proc)
             notes.append(f"grading took longer than {options.notebook_timeout:.0f} s and was "
                          "stopped")
             return "; ".join(notes)
+        finally:
+            _RUNNING.discard(proc)
     outcome = _last_json(out)
     if outcome is None:
         tail = (err.strip().splitlines() or [f"exit status {proc.returncode}"])[-1]
@@ -134,6 +146,19 @@ def autograde_one(lab: str, student: str, root: Path, db_url: str, release: Path
         if not outcome["success"]:
             notes.append(_first_line(outcome["error"]) or "nbgrader reported an error")
     return "; ".join(notes)
+
+
+_RUNNING: set[subprocess.Popen] = set()  # workers in flight, killed on Ctrl-C
+
+
+def _kill(proc: subprocess.Popen, reap: bool = True) -> None:
+    """Kill a worker with its kernel (its own session); ``reap`` waits for it."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    if reap:
+        proc.communicate()
 
 
 def _last_json(text: str) -> dict | None:
@@ -240,13 +265,23 @@ def grade(lab: str | None = None, root: Path = REPO_ROOT, db_url: str | None = N
             # The gradebook must hold the source cells (points, checksums) before autograding,
             # and the blank release is what a missing or corrupt notebook is graded as.
             release = generate_release(name, root, Path(tmp), db_url=db_url)
-            with ThreadPoolExecutor(max_workers=max(1, options.jobs)) as pool:
-                futures = {pool.submit(autograde_one, name, s, root, db_url, release, options): s
-                           for s in who}
-                problems = {}
+            pool = ThreadPoolExecutor(max_workers=max(1, options.jobs))
+            futures = {pool.submit(autograde_one, name, s, root, db_url, release, options): s
+                       for s in who}
+            problems = {}
+            try:
                 for future in tqdm(as_completed(futures), total=len(futures), unit="submission",
                                    desc=f"grading {name}", file=sys.stderr):
                     problems[futures[future]] = future.result()
+            except KeyboardInterrupt:
+                # Stop at once: queued students are not started, running workers are killed.
+                # Every grade already written to the gradebook stays; run again to finish.
+                pool.shutdown(wait=False, cancel_futures=True)
+                for proc in list(_RUNNING):
+                    _kill(proc, reap=False)  # its own thread reaps it
+                left = sorted(set(who) - set(problems))
+                raise GradingInterrupted(sorted(problems), left) from None
+            pool.shutdown()
         for student in who:
             result = collect_scores(name, student, db_url)
             result.problem = "; ".join(p for p in (problems[student], result.problem) if p)

@@ -79,8 +79,10 @@ def make_submission(lab: str, dest: Path, solve: Iterable[str] | str = ALL,
 def demo_students(lab: str) -> dict[str, dict]:
     """The demo's class: keyword arguments of :func:`make_submission` per student.
 
-    alice hands in the solution, bob the untouched release, carol solved the first half, and
-    dave made two classic mistakes (``DEMO_MISTAKES``, answers from ``samples/<lab>/wrong``).
+    alice hands in the solution, bob the untouched release, carol solved the first half, dave
+    made two classic mistakes (``DEMO_MISTAKES``, answers from ``samples/<lab>/wrong``), and
+    erin's first task crashes the kernel of its notebook (``os._exit``): the rest of that
+    notebook fails, her other notebooks are graded normally.
     """
     code_cells = sorted(g for g in solution_cells(lab) if notebooks.task_of(g) is not None
                         and not g.endswith("_answer"))
@@ -91,4 +93,5 @@ def demo_students(lab: str) -> dict[str, dict]:
         "bob": {"solve": []},
         "carol": {"solve": code_cells[: len(code_cells) // 2]},
         "dave": {"solve": ALL, "overrides": {g: wrong[g] for g in mistakes}},
+        "erin": {"solve": ALL, "overrides": {code_cells[0]: "import os\nos._exit(1)"}},
     }

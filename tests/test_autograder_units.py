@@ -85,6 +85,7 @@ def test_demo_class():
     students = demo_students(LAB1)
     assert students["alice"] == {"solve": ALL} and students["bob"] == {"solve": []}
     assert students["carol"]["solve"] and len(students["dave"]["overrides"]) == 2
+    assert students["erin"]["overrides"] == {"task1_model": "import os\nos._exit(1)"}
 
 
 def _results():

@@ -189,3 +189,50 @@ def test_grading_again_gives_the_same_grades_and_outputs(batch):
 
     assert draws(first) and draws(first) == draws(
         (root / "autograded" / "random_state" / LAB / NB).read_text())
+
+
+def test_interrupted_run_keeps_recorded_grades_and_can_finish(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from nbgrader.api import Gradebook, MissingEntry
+
+    root = tmp_path / "course"
+    shutil.copytree(FIXTURE / "source", root / "source")
+    build(LAB, root=root)
+    students = [f"s{i}" for i in range(4)]
+    for student in students:
+        make_submission(LAB, root / "submitted" / student / LAB, root=root)
+    db = default_db_url(root)
+    cmd = [sys.executable, "-m", "autograder.cli", "--course", str(root), "grade", LAB]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def graded() -> list[str]:
+        if not (root / "gradebook.db").exists():
+            return []
+        done = []
+        with Gradebook(db) as gb:
+            for student in students:
+                try:
+                    if gb.find_submission(LAB, student).score == 5:
+                        done.append(student)
+                except MissingEntry:
+                    pass
+        return done
+
+    deadline = time.monotonic() + 240
+    while not graded() and time.monotonic() < deadline:
+        time.sleep(0.5)
+    first = graded()
+    assert first, "nothing was graded in time"
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "interrupted:" in err and "run the same command again" in err
+    assert set(first) <= set(graded()), "a recorded grade was lost"
+    assert len(graded()) < len(students), "the run should have stopped early"
+
+    results = grade(LAB, root=root, options=OPTIONS)
+    assert {r.student: r.auto_score for r in results} == dict.fromkeys(students, 5.0)

@@ -1,0 +1,101 @@
+"""What batch grading costs: overhead over plain execution, and the gain of ``--jobs 2``.
+
+1. **Overhead.** The same solution notebooks of a lab, once executed directly with nbclient (a
+   fresh kernel per notebook, as a student's "Restart and run all") and once graded by
+   ``course grade`` (staging, worker process, nbgrader's autograde, gradebook writes, feedback).
+   Printed: both times and the overhead in percent (target: under 30 %), plus the grading time of
+   one full submission.
+2. **Throughput.** N solution submissions graded with ``--jobs 1`` and with ``--jobs 2``
+   (N defaults to 4). Printed: both times and the throughput ratio (target on a 2-core machine:
+   at least 1.6).
+
+Variants run alternately in one process; uses the stand-in weights, no network.
+Usage: ``python benchmarks/grading.py [--lab lab1_interpretability] [--submissions 4]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from _common import REPO_ROOT, use_standin_torch_home
+
+sys.path.insert(0, str(REPO_ROOT))
+
+from autograder import notebooks  # noqa: E402
+from autograder.grade import GradeOptions, grade  # noqa: E402
+from autograder.samples import ALL, make_submission  # noqa: E402
+
+
+def _course(tmp: Path, lab: str, students: int) -> Path:
+    root = tmp / "course"
+    shutil.copytree(REPO_ROOT / "source" / lab, root / "source" / lab)
+    shutil.copytree(REPO_ROOT / "release" / lab, root / "release" / lab)
+    for i in range(students):
+        make_submission(lab, root / "submitted" / f"student{i}" / lab, solve=ALL)
+    return root
+
+
+def _reset(root: Path) -> None:
+    for name in ("autograded", "feedback", "gradebook.db"):
+        path = root / name
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
+
+
+def execute_directly(folder: Path) -> float:
+    """Run every notebook of ``folder`` in a fresh kernel; return wall seconds."""
+    from nbclient import NotebookClient
+
+    start = time.perf_counter()
+    for path in sorted(folder.glob("*.ipynb")):
+        nb = notebooks.read(path)
+        NotebookClient(nb, timeout=600, kernel_name="python3", allow_errors=True,
+                       resources={"metadata": {"path": str(folder)}}).execute()
+    return time.perf_counter() - start
+
+
+def grade_time(root: Path, lab: str, students: list[str], jobs: int) -> float:
+    _reset(root)
+    start = time.perf_counter()
+    results = grade(lab, root=root, students=students, options=GradeOptions(jobs=jobs))
+    elapsed = time.perf_counter() - start
+    bad = [r.student for r in results if r.auto_score != r.auto_max]
+    if bad:
+        raise SystemExit(f"solution submissions lost points: {bad}")
+    return elapsed
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--lab", default="lab1_interpretability")
+    parser.add_argument("--submissions", type=int, default=4)
+    args = parser.parse_args()
+    print(f"TORCH_HOME={use_standin_torch_home()}")
+    with tempfile.TemporaryDirectory(prefix="bench-grading-") as tmp:
+        root = _course(Path(tmp), args.lab, args.submissions)
+        one = ["student0"]
+        folder = root / "submitted" / "student0" / args.lab
+        direct = [execute_directly(folder), None]
+        graded = [grade_time(root, args.lab, one, jobs=1), None]
+        direct[1] = execute_directly(folder)
+        graded[1] = grade_time(root, args.lab, one, jobs=1)
+        d, g = min(direct), min(graded)
+        print(f"\n1. one submission of {args.lab}: executed directly {d:.1f} s, "
+              f"graded {g:.1f} s, overhead {100 * (g - d) / d:+.0f} % (target < 30 %)")
+        students = [f"student{i}" for i in range(args.submissions)]
+        serial = grade_time(root, args.lab, students, jobs=1)
+        parallel = grade_time(root, args.lab, students, jobs=2)
+        print(f"2. {len(students)} submissions: --jobs 1 {serial:.1f} s, --jobs 2 "
+              f"{parallel:.1f} s, throughput ratio {serial / parallel:.2f}x (target >= 1.6x)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
