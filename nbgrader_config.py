@@ -1,7 +1,9 @@
 """nbgrader configuration for the course root (this folder).
 
-Read by every ``nbgrader`` command run here and by the ``course`` command, which passes the
-same settings explicitly. Comments say *why* each value differs from nbgrader's default.
+Read by every ``nbgrader`` command run here (formgrader, plain ``nbgrader autograde``). ``course
+grade`` sets the grading values itself (autograder/worker.py), so that a course folder without
+this file grades the same; a test keeps the two in step. Comments say *why* each value differs
+from nbgrader's default.
 """
 
 c = get_config()  # noqa: F821  (injected by traitlets when nbgrader loads this file)
