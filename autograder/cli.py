@@ -10,8 +10,17 @@ from pathlib import Path
 
 from ._paths import REPO_ROOT, SOURCE_DIR, SUBMITTED_DIR, CourseError, resolve_labs
 from .build import build
+from .check import DEFAULT_CELL_TIMEOUT as CHECK_CELL_TIMEOUT
 from .check import check_notebook, format_check
-from .grade import GradeOptions, GradingInterrupted, format_table, grade, write_csv
+from .grade import (
+    DEFAULT_CELL_TIMEOUT,
+    DEFAULT_SUBMISSION_TIMEOUT,
+    GradeOptions,
+    GradingInterrupted,
+    format_table,
+    grade,
+    write_csv,
+)
 from .samples import demo_students, make_submission
 
 
@@ -88,16 +97,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("check", help="run a notebook in a fresh kernel and report its tests")
     p.add_argument("notebook", help="path to a lab notebook (.ipynb)")
-    p.add_argument("--cell-timeout", type=int, default=300, help="seconds per cell (300)")
+    p.add_argument("--cell-timeout", type=int, default=CHECK_CELL_TIMEOUT,
+                   help=f"seconds per cell ({CHECK_CELL_TIMEOUT})")
     p.set_defaults(func=_cmd_check)
 
     p = sub.add_parser("grade", help="autograde submitted/<student>/<lab>/ into the gradebook")
     p.add_argument("lab", nargs="?", help="one lab (default: all)")
     p.add_argument("--db", help="gradebook SQLAlchemy URL (default: sqlite gradebook.db)")
     p.add_argument("--jobs", type=int, default=1, help="submissions graded at once (1)")
-    p.add_argument("--cell-timeout", type=int, default=180, help="seconds per cell (180)")
-    p.add_argument("--notebook-timeout", type=float, default=1800,
-                   help="seconds for one student's whole lab (1800)")
+    p.add_argument("--cell-timeout", type=int, default=DEFAULT_CELL_TIMEOUT,
+                   help=f"seconds per cell ({DEFAULT_CELL_TIMEOUT})")
+    p.add_argument("--notebook-timeout", type=float, default=DEFAULT_SUBMISSION_TIMEOUT,
+                   help=f"seconds for one student's whole lab ({DEFAULT_SUBMISSION_TIMEOUT})")
     p.add_argument("--memory", type=int, default=0,
                    help="memory cap in MB for each submission's kernel (default: none)")
     p.set_defaults(func=_cmd_grade)

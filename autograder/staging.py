@@ -31,7 +31,6 @@ class StagingReport:
     """What was repaired in one submission, one short line per repair."""
 
     notes: list[str] = field(default_factory=list)
-    missing_all: bool = False
 
     def add(self, note: str) -> None:
         self.notes.append(note)
@@ -130,7 +129,6 @@ def stage_submission(submission: Path, release: Path, dest: Path) -> StagingRepo
     expected = sorted(p.name for p in release.glob("*.ipynb"))
     submitted = sorted(p.name for p in submission.glob("*.ipynb")) if submission.is_dir() else []
     if not submitted:
-        report.missing_all = True
         report.add("no notebooks submitted")
     for name in sorted(set(submitted) - set(expected)):
         report.add(f"{name}: not part of this lab; ignored")

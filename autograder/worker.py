@@ -19,6 +19,8 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
+from .grade import DEFAULT_CELL_TIMEOUT, IGNORED_STDERR
+
 
 def seeded_ipython_dir(parent: Path, seed: int) -> Path:
     """An IPYTHONDIR whose startup file is :mod:`autograder.kernel_startup` (seed and guard)."""
@@ -54,7 +56,6 @@ def autograde(root: Path, lab: str, student: str, db_url: str, staged: Path,
     )
     from traitlets.config import Config
 
-    from .grade import IGNORED_STDERR
     from .nbgrader_ext import HideTestCode, LimitOutputBytes, RobustExecute
 
     config = Config()
@@ -120,7 +121,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--student", required=True)
     parser.add_argument("--db", required=True)
     parser.add_argument("--staged", required=True, help="folder holding <student>/<lab>")
-    parser.add_argument("--cell-timeout", type=int, default=180)
+    parser.add_argument("--cell-timeout", type=int, default=DEFAULT_CELL_TIMEOUT)
     parser.add_argument("--memory", type=int, default=0, help="MB; 0 = no cap")
     parser.add_argument("--max-output-bytes", type=int, default=100_000)
     parser.add_argument("--seed", type=int, default=0)
