@@ -4,6 +4,9 @@ The notebook runs top to bottom in a fresh kernel, in a temporary copy of its fo
 student's file is never modified). Each visible test cell is reported with its task, points,
 and the first line of its failure message. Hidden tests are not in a student's copy: passing
 here means the visible checks pass, not full marks.
+
+The kernel runs in the sandbox of :mod:`autograder.sandbox` where the machine has one (a
+student's laptop often has none: then it runs as usual and ``course check`` says so).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from nbclient.exceptions import CellTimeoutError, DeadKernelError
 
 from . import notebooks
 from ._paths import CourseError, tool_env
+from .sandbox import SandboxCells, SandboxKernelManager, detect
 
 DEFAULT_CELL_TIMEOUT = 300
 
@@ -41,8 +45,17 @@ def _first_error(cell) -> str | None:
     return None
 
 
-def check_notebook(path: Path, cell_timeout: int = DEFAULT_CELL_TIMEOUT) -> list[CheckRow]:
-    """Execute a copy of ``path`` and return one row per test cell, in notebook order."""
+class _Client(SandboxCells, NotebookClient):
+    """nbclient's client, killing what each cell leaves running in a sandbox."""
+
+
+def check_notebook(path: Path, cell_timeout: int = DEFAULT_CELL_TIMEOUT,
+                   sandbox: bool | None = None) -> list[CheckRow]:
+    """Execute a copy of ``path`` and return one row per test cell, in notebook order.
+
+    ``sandbox``: True requires the sandbox, False runs without, None (default) uses it when
+    this machine has one.
+    """
     path = Path(path)
     if not path.is_file():
         raise CourseError(f"No notebook at {path}.")
@@ -55,8 +68,12 @@ def check_notebook(path: Path, cell_timeout: int = DEFAULT_CELL_TIMEOUT) -> list
     with tempfile.TemporaryDirectory(prefix="course-check-") as tmp:
         work = Path(tmp) / "nb"
         shutil.copytree(path.parent, work, ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
-        client = NotebookClient(nb, timeout=cell_timeout, kernel_name="python3",
-                                allow_errors=True, resources={"metadata": {"path": str(work)}})
+        use_sandbox = detect().active if sandbox is None else sandbox
+        if use_sandbox and not detect().active:
+            raise CourseError(f"No sandbox available: {detect().detail}.")
+        extra = {"kernel_manager_class": SandboxKernelManager} if use_sandbox else {}
+        client = _Client(nb, timeout=cell_timeout, kernel_name="python3", allow_errors=True,
+                         resources={"metadata": {"path": str(work)}}, **extra)
         try:
             client.execute(env=tool_env())
         except CellTimeoutError:

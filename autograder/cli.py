@@ -22,6 +22,7 @@ from .grade import (
     write_csv,
 )
 from .samples import demo_students, make_submission
+from .sandbox import DEFAULT_MAX_PROCESSES, Protection, detect, require
 
 
 def _cmd_build(args: argparse.Namespace) -> int:
@@ -42,26 +43,38 @@ def _cmd_build(args: argparse.Namespace) -> int:
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
-    rows = check_notebook(Path(args.notebook), cell_timeout=args.cell_timeout)
+    protection = detect()
+    if protection.active:
+        print(protection.describe(), file=sys.stderr, flush=True)
+    else:  # a laptop without bubblewrap: the student's own notebook, run as Jupyter would
+        print(f"Warning: no sandbox ({protection.detail}); the notebook runs with your rights, "
+              "as in Jupyter.", file=sys.stderr, flush=True)
+    rows = check_notebook(Path(args.notebook), cell_timeout=args.cell_timeout,
+                          sandbox=protection.active)
     if not rows:
         raise CourseError(f"{args.notebook} has no test cells: is it a lab notebook?")
     print(format_check(rows))
     return 0 if all(r.passed for r in rows) else 1
 
 
-def _report(results, root: Path) -> Path:
+def _report(results, root: Path, protection: Protection) -> Path:
     csv_path = write_csv(results, root / "grades.csv")
     print(format_table(results))
     print(f"\nGradebook: {root / 'gradebook.db'}\nGrades CSV: {csv_path}")
+    print(protection.describe())
     return csv_path
 
 
 def _cmd_grade(args: argparse.Namespace) -> int:
     root = Path(args.course).resolve()
     options = GradeOptions(jobs=args.jobs, cell_timeout=args.cell_timeout,
-                           notebook_timeout=args.notebook_timeout, memory_mb=args.memory)
+                           notebook_timeout=args.notebook_timeout, memory_mb=args.memory,
+                           sandbox=not args.no_sandbox, cpu_time=args.cpu_time,
+                           max_processes=args.max_processes)
+    protection = require(options.sandbox)  # refuses before any work when none is available
+    print(protection.describe(), file=sys.stderr, flush=True)
     results = grade(args.lab, root=root, db_url=args.db, options=options)
-    _report(results, root)
+    _report(results, root, protection)
     return 0
 
 
@@ -77,9 +90,16 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     for lab in resolve_labs(None, repo):
         for student, how in demo_students(lab).items():
             make_submission(lab, demo / SUBMITTED_DIR / student / lab, root=repo, **how)
+    # The bundled samples are trusted: sandboxed when the machine can, else graded as they are.
+    protection = detect()
+    if not protection.active:
+        protection = Protection(protection.mode, f"the bundled samples are trusted; "
+                                                 f"{protection.detail}")
     print(f"Grading the sample submissions in {demo} (this takes a few minutes)...", flush=True)
-    results = grade(None, root=demo, options=GradeOptions(jobs=args.jobs))
-    _report(results, demo)
+    print(protection.describe(), file=sys.stderr, flush=True)
+    results = grade(None, root=demo, options=GradeOptions(jobs=args.jobs,
+                                                          sandbox=protection.active))
+    _report(results, demo, protection)
     return 0
 
 
@@ -111,6 +131,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"seconds for one student's whole lab ({DEFAULT_SUBMISSION_TIMEOUT})")
     p.add_argument("--memory", type=int, default=0,
                    help="memory cap in MB for each submission's kernel (default: none)")
+    p.add_argument("--cpu-time", type=int, default=0,
+                   help="CPU seconds for each submission's kernel (default: the notebook "
+                        "timeout times the CPU cores)")
+    p.add_argument("--max-processes", type=int, default=DEFAULT_MAX_PROCESSES,
+                   help="processes and threads each sandboxed kernel may run "
+                        f"({DEFAULT_MAX_PROCESSES})")
+    p.add_argument("--no-sandbox", action="store_true",
+                   help="grade without the sandbox (trusted submissions only): submitted code "
+                        "then runs with your rights")
     p.set_defaults(func=_cmd_grade)
 
     p = sub.add_parser("demo", help="build, grade the bundled sample submissions, print the table")

@@ -1,7 +1,9 @@
 """``course grade``: autograde every submission of a lab with nbgrader, then report per task.
 
 Each submission is graded by its own ``nbgrader autograde`` process, so one that crashes or
-hangs its kernel costs only its own grade. Scores come from the gradebook, grouped by task (the
+hangs its kernel costs only its own grade. Its kernel, the only process that runs submitted code,
+runs in the sandbox of :mod:`autograder.sandbox`; without one, grading refuses to start unless
+the instructor asks for ``--no-sandbox``. Scores come from the gradebook, grouped by task (the
 number in each grade cell's ``grade_id``), and are written to ``grades.csv``.
 """
 
@@ -22,6 +24,7 @@ from nbgrader.api import Gradebook, MissingEntry
 from tqdm.auto import tqdm
 
 from . import notebooks
+from . import sandbox as _sandbox
 from ._paths import (
     REPO_ROOT,
     SUBMITTED_DIR,
@@ -96,6 +99,13 @@ class GradeOptions:
     memory_mb: int = 0
     max_output_bytes: int = 100_000
     seed: int = 0
+    sandbox: bool = True  # False: --no-sandbox, submitted code runs with the grader's rights
+    max_processes: int = _sandbox.DEFAULT_MAX_PROCESSES
+    cpu_time: int = 0  # CPU seconds per kernel process; 0: the lab's time limit x CPU cores
+
+    def cpu_seconds(self) -> int:
+        """The CPU-time cap: ``cpu_time``, or the notebook timeout times the CPU cores."""
+        return self.cpu_time or int(self.notebook_timeout * (os.cpu_count() or 1))
 
 
 def _worker_env(jobs: int) -> dict[str, str]:
@@ -109,7 +119,7 @@ def _worker_env(jobs: int) -> dict[str, str]:
 
 
 def autograde_one(lab: str, student: str, root: Path, db_url: str, release: Path,
-                  options: GradeOptions) -> str:
+                  options: GradeOptions, mode: str = _sandbox.NO_SANDBOX) -> str:
     """Stage, then autograde one student in a worker process; return "" or what went wrong.
 
     The worker runs in its own session so that a timeout kills it with its kernel.
@@ -123,7 +133,9 @@ def autograde_one(lab: str, student: str, root: Path, db_url: str, release: Path
         cmd = [sys.executable, "-m", "autograder.worker", f"--root={root}", f"--lab={lab}",
                f"--student={student}", f"--db={db_url}", f"--staged={staged}",
                f"--cell-timeout={options.cell_timeout}", f"--memory={options.memory_mb}",
-               f"--max-output-bytes={options.max_output_bytes}", f"--seed={options.seed}"]
+               f"--max-output-bytes={options.max_output_bytes}", f"--seed={options.seed}",
+               f"--sandbox={mode}", f"--max-processes={options.max_processes}",
+               f"--cpu-time={options.cpu_seconds()}"]
         proc = subprocess.Popen(cmd, cwd=root, env=_worker_env(options.jobs), text=True,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                 start_new_session=True)
@@ -251,11 +263,15 @@ def grade(lab: str | None = None, root: Path = REPO_ROOT, db_url: str | None = N
         root: the course root (``source/``, ``submitted/``, the gradebook).
         db_url: SQLAlchemy URL of the gradebook; ``<root>/gradebook.db`` by default.
         students: restrict to these students (default: everyone who submitted).
-        options: jobs, timeouts, memory cap (see :class:`GradeOptions`).
+        options: jobs, timeouts, caps, sandbox (see :class:`GradeOptions`).
+
+    Raises:
+        SandboxUnavailable: ``options.sandbox`` is set and this machine offers no sandbox.
     """
     root = root.resolve()
     db_url = db_url or default_db_url(root)
     options = options or GradeOptions()
+    mode = _sandbox.require(options.sandbox).mode
     results: list[StudentResult] = []
     for name in resolve_labs(lab, root):
         who = students if students is not None else find_students(name, root)
@@ -266,8 +282,8 @@ def grade(lab: str | None = None, root: Path = REPO_ROOT, db_url: str | None = N
             # and the blank release is what a missing or corrupt notebook is graded as.
             release = generate_release(name, root, Path(tmp), db_url=db_url)
             pool = ThreadPoolExecutor(max_workers=max(1, options.jobs))
-            futures = {pool.submit(autograde_one, name, s, root, db_url, release, options): s
-                       for s in who}
+            futures = {pool.submit(autograde_one, name, s, root, db_url, release, options,
+                                   mode): s for s in who}
             problems = {}
             try:
                 for future in tqdm(as_completed(futures), total=len(futures), unit="submission",

@@ -2,7 +2,8 @@
 
 - :class:`RobustExecute`: a kernel that dies (``os._exit``, a segfault, the memory cap) no longer
   loses the notebook: the cells that ran keep their outputs and scores, the rest fail with
-  "KernelDied", and grading goes on.
+  "KernelDied", and grading goes on. With ``sandbox_mode`` set, the kernel runs in the sandbox of
+  :mod:`autograder.sandbox` and whatever a cell leaves running is killed after it.
 - :class:`LimitOutputBytes`: caps each cell's output in *bytes* (nbgrader's LimitOutput counts
   lines, so a 10 MB single-line print passes it).
 - :class:`HideTestCode`: for feedback, test cells show their description, name and failure
@@ -16,7 +17,9 @@ from typing import Any
 from nbclient.exceptions import DeadKernelError
 from nbformat import NotebookNode
 from nbgrader.preprocessors import Execute, NbGraderPreprocessor
-from traitlets import Integer
+from traitlets import Integer, Unicode
+
+from .sandbox import NO_SANDBOX, SandboxCells, SandboxKernelManager
 
 KERNEL_DIED = "KernelDied"
 # Defined by autograder.kernel_startup; absent (a no-op) when a kernel runs without it.
@@ -28,8 +31,17 @@ def _error(ename: str, evalue: str) -> NotebookNode:
                         traceback=[f"{ename}: {evalue}"])
 
 
-class RobustExecute(Execute):
+class RobustExecute(SandboxCells, Execute):
     """nbgrader's Execute, but a dead kernel fails only the cells it did not finish."""
+
+    sandbox_mode = Unicode(NO_SANDBOX, help="root, user (see autograder.sandbox) or none").tag(
+        config=True)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # nbgrader's Execute sets kernel_manager_class in its constructor, over any config.
+        if self.sandbox_mode != NO_SANDBOX:
+            self.kernel_manager_class = SandboxKernelManager
 
     def preprocess_cell(self, cell: NotebookNode, resources: Any, index: int):
         """Run each test cell after ``__course_guard__()`` (see autograder.kernel_startup)."""

@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .grade import DEFAULT_CELL_TIMEOUT, IGNORED_STDERR
+from .sandbox import DEFAULT_MAX_PROCESSES, MODES, NO_SANDBOX
 
 
 def seeded_ipython_dir(parent: Path, seed: int) -> Path:
@@ -42,8 +43,13 @@ def cap_memory(megabytes: int) -> None:
 
 
 def autograde(root: Path, lab: str, student: str, db_url: str, staged: Path,
-              cell_timeout: int, max_output_bytes: int) -> dict:
-    """Run nbgrader autograde for one student whose staged copy is ``staged/<student>/<lab>``."""
+              cell_timeout: int, max_output_bytes: int, sandbox: str = NO_SANDBOX,
+              max_processes: int = DEFAULT_MAX_PROCESSES, cpu_seconds: int = 0) -> dict:
+    """Run nbgrader autograde for one student whose staged copy is ``staged/<student>/<lab>``.
+
+    ``sandbox`` is a mode of :mod:`autograder.sandbox`; with one, the kernel runs in a sandbox
+    with at most ``max_processes`` processes and ``cpu_seconds`` of CPU time (0: no cap).
+    """
     from nbconvert.preprocessors import ClearMetadataPreprocessor, CSSHTMLHeaderPreprocessor
     from nbgrader.apps.api import NbGraderAPI
     from nbgrader.preprocessors import (
@@ -67,6 +73,10 @@ def autograde(root: Path, lab: str, student: str, db_url: str, staged: Path,
         SaveAutoGrades, AssignLatePenalties, CheckCellMetadata,
     ]
     config.Execute.timeout = cell_timeout
+    config.RobustExecute.sandbox_mode = sandbox
+    config.SandboxKernelManager.sandbox_mode = sandbox
+    config.SandboxKernelManager.max_processes = max_processes
+    config.SandboxKernelManager.cpu_seconds = cpu_seconds
     config.Execute.interrupt_on_timeout = True
     config.IgnorePattern.enabled = True
     config.IgnorePattern.pattern = IGNORED_STDERR
@@ -90,6 +100,7 @@ INCIDENTS = {
     "KernelDied": "the kernel died",
     "CellTimeoutError": "a cell timed out",
     "MemoryError": "out of memory",
+    "BlockingIOError": "a process or thread could not start (process cap)",
 }
 GUARD_MARK = "[course-guard] restored before this test: "
 
@@ -125,6 +136,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--memory", type=int, default=0, help="MB; 0 = no cap")
     parser.add_argument("--max-output-bytes", type=int, default=100_000)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--sandbox", choices=MODES, default=NO_SANDBOX)
+    parser.add_argument("--max-processes", type=int, default=DEFAULT_MAX_PROCESSES)
+    parser.add_argument("--cpu-time", type=int, default=0, help="CPU seconds; 0 = no cap")
     args = parser.parse_args(argv)
     if args.memory:
         cap_memory(args.memory)
@@ -132,7 +146,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.environ["IPYTHONDIR"] = str(seeded_ipython_dir(Path(tmp), args.seed))
         try:
             outcome = autograde(Path(args.root), args.lab, args.student, args.db,
-                                Path(args.staged), args.cell_timeout, args.max_output_bytes)
+                                Path(args.staged), args.cell_timeout, args.max_output_bytes,
+                                args.sandbox, args.max_processes, args.cpu_time)
         except MemoryError:
             outcome = {"success": False, "error": "the grader ran out of memory", "log": ""}
     print(json.dumps(outcome))

@@ -1,0 +1,588 @@
+"""The sandbox every submission's kernel runs in: bubblewrap namespaces and an unprivileged uid.
+
+Only the kernel runs student code, so only the kernel is sandboxed. The grading worker (trusted)
+keeps the notebook, hidden tests included, in memory, sends cells to the kernel over ZMQ sockets
+on Unix paths (they work across network namespaces, TCP loopback would not) and computes and
+records the scores itself. The kernel runs under ``bwrap`` (bubblewrap) with:
+
+- private pid, network, IPC, UTS and cgroup namespaces: no network at all (a connection fails at
+  once), no view of the grading processes or their environment (``--clearenv``);
+- a root file system built from nothing: the read-only system folders and Python environment,
+  the course's helper package, the torch weights folder, and a writable scratch home whose
+  ``work/`` folder (the kernel's working folder) holds a copy of the submission's own files, no
+  notebook. Not ``source/``, not the gradebook, not other students, not the grader's home;
+- when the grader runs as root (CI, a grading server): no user namespace, and the kernel drops
+  to a uid of its own (:data:`UID_BASE` and up, one per running kernel, so that the process cap,
+  counted per uid, is each kernel's own) with no capabilities and ``no_new_privs``; when it runs
+  as an ordinary user: a user namespace, and the kernel keeps that user's uid;
+- rlimits set inside the sandbox with ``prlimit``: processes (threads count), CPU seconds, file
+  size; the memory cap (RLIMIT_DATA) comes from the worker and is inherited.
+
+After every cell the grader kills every process left in the kernel's pid namespace except the
+kernel (:meth:`SandboxKernelManager.kill_strays`), so a fork bomb costs one failed cell.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import functools
+import importlib.util
+import os
+import pwd
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from jupyter_client import AsyncKernelManager
+from nbclient.util import run_sync
+from traitlets import Integer, Unicode
+
+from ._paths import CourseError
+
+ROOT_MODE = "root"  # grader is root: privileged bwrap, kernel drops to a uid of its own
+USER_MODE = "user"  # grader is a user: bwrap in a user namespace, kernel keeps that uid
+NO_SANDBOX = "none"
+MODES = (ROOT_MODE, USER_MODE, NO_SANDBOX)
+
+UID_BASE = 47000  # uids UID_BASE .. UID_BASE + UID_COUNT - 1, skipping any in /etc/passwd
+UID_COUNT = 1000
+DEFAULT_MAX_PROCESSES = 256  # per kernel, threads included (torch, OpenMP, ipykernel)
+MAX_FILE_BYTES = 2 * 2**30  # RLIMIT_FSIZE: no single file written above 2 GiB
+HOME = "/home/student"  # the kernel's home inside the sandbox; its cwd is HOME/work
+WORKDIR = f"{HOME}/work"
+INSTALL_HINT = ("install bubblewrap (Debian/Ubuntu: `apt-get install bubblewrap`, Fedora: "
+                "`dnf install bubblewrap`)")
+# /etc is not bound whole: a system-wide Jupyter or nbgrader config there may hold a database
+# URL with a password. These are what Python, fontconfig, Graphviz and the C library need.
+ETC_FILES = ("ld.so.cache", "ld.so.conf", "ld.so.conf.d", "alternatives", "fonts", "localtime",
+             "nsswitch.conf", "host.conf", "hosts", "mime.types", "ssl", "ca-certificates")
+SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
+OPTIONAL_DIRS = ("/var/cache/fontconfig",)
+# The environment a kernel gets; everything else of the grader's environment stays outside.
+PASSED_ENV = ("MPLBACKEND", "PYTHONHASHSEED", "COURSE_SEED", "OMP_NUM_THREADS",
+              "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NBGRADER_EXECUTION", "LANG", "LC_ALL")
+
+
+class SandboxUnavailable(CourseError):
+    """``course grade`` was asked to sandbox submissions and cannot."""
+
+
+@dataclass(frozen=True)
+class Protection:
+    """What protection is in force: ``mode`` is one of :data:`MODES`."""
+
+    mode: str
+    detail: str = ""  # bwrap's version, or why no sandbox is available
+
+    @property
+    def active(self) -> bool:
+        return self.mode != NO_SANDBOX
+
+    def describe(self) -> str:
+        """One line for the start and the summary of ``course grade`` and ``course check``."""
+        if self.mode == ROOT_MODE:
+            return (f"Sandbox: {self.detail}; each kernel runs as an unprivileged uid of its "
+                    "own, without network, seeing only its scratch copy of the submission and "
+                    "the read-only Python environment; process, CPU and memory caps apply.")
+        if self.mode == USER_MODE:
+            return (f"Sandbox: {self.detail} in a user namespace; each kernel runs as your own "
+                    f"user ({_user_name()}), without network, seeing only its scratch copy of "
+                    "the submission and the read-only Python environment; process, CPU and "
+                    "memory caps apply.")
+        return ("WARNING: NO SANDBOX: submitted code runs with the grader's rights and can read "
+                "hidden tests, the gradebook and other students' work, write files and use the "
+                f"network ({self.detail}).")
+
+
+def _user_name() -> str:
+    try:
+        return pwd.getpwuid(os.getuid()).pw_name
+    except KeyError:
+        return f"uid {os.getuid()}"
+
+
+def _bwrap() -> str | None:
+    return shutil.which("bwrap")
+
+
+@functools.lru_cache(maxsize=1)
+def detect() -> Protection:
+    """The sandbox this machine offers, checked by really starting one (cached per process)."""
+    bwrap = _bwrap()
+    if bwrap is None:
+        return Protection(NO_SANDBOX, f"bubblewrap is not installed: {INSTALL_HINT}")
+    for tool in ("prlimit",) + (("setpriv",) if os.geteuid() == 0 else ()):
+        if shutil.which(tool) is None:
+            return Protection(NO_SANDBOX, f"`{tool}` (util-linux) is missing")
+    mode = ROOT_MODE if os.geteuid() == 0 else USER_MODE
+    version = subprocess.run([bwrap, "--version"], capture_output=True, text=True,
+                             check=False).stdout.strip() or "bubblewrap"
+    probe = [bwrap, *_namespace_args(mode), "--ro-bind", "/", "/", "--proc", "/proc",
+             "--dev", "/dev", "--"]
+    if mode == ROOT_MODE:
+        probe += _drop_privileges(_free_uid_candidates()[0]) + ["true"]
+    else:
+        probe += ["true"]
+    try:
+        done = subprocess.run(probe, capture_output=True, text=True, timeout=30, check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return Protection(NO_SANDBOX, f"bubblewrap does not start: {exc}")
+    if done.returncode != 0:
+        why = (done.stderr.strip().splitlines() or [f"exit status {done.returncode}"])[-1]
+        hint = ("" if mode == ROOT_MODE else "; unprivileged user namespaces may be disabled "
+                "(sysctl kernel.unprivileged_userns_clone / user.max_user_namespaces)")
+        return Protection(NO_SANDBOX, f"bubblewrap cannot create a sandbox here: {why}{hint}")
+    return Protection(mode, version)
+
+
+def require(sandbox: bool) -> Protection:
+    """The protection ``course grade`` runs with; raise when a sandbox is wanted but missing."""
+    if not sandbox:
+        return Protection(NO_SANDBOX, "--no-sandbox was given")
+    found = detect()
+    if not found.active:
+        raise SandboxUnavailable(
+            f"No sandbox for untrusted submissions: {found.detail}. Refusing to grade: "
+            f"{INSTALL_HINT} and run again, or pass --no-sandbox to grade trusted submissions "
+            "with the grader's full rights.")
+    return found
+
+
+def _namespace_args(mode: str) -> list[str]:
+    common = ["--die-with-parent", "--unshare-ipc", "--unshare-pid", "--unshare-net",
+              "--unshare-uts", "--unshare-cgroup-try"]
+    if mode == USER_MODE:
+        return ["--unshare-user", *common]
+    # Privileged bwrap (root, no user namespace) drops every capability by default; keep the
+    # three setpriv needs to switch uid, and let setpriv drop them all.
+    return [*common, "--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID",
+            "--cap-add", "CAP_SETPCAP"]
+
+
+def _drop_privileges(uid: int) -> list[str]:
+    return ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups",
+            "--inh-caps=-all", "--bounding-set=-all", "--no-new-privs", "--"]
+
+
+def _passwd_uids() -> set[int]:
+    try:
+        return {p.pw_uid for p in pwd.getpwall()}
+    except OSError:  # pragma: no cover - no passwd database at all
+        return set()
+
+
+def _free_uid_candidates() -> list[int]:
+    taken = _passwd_uids()
+    return [u for u in range(UID_BASE, UID_BASE + UID_COUNT) if u not in taken]
+
+
+def _running_uids() -> set[int]:
+    uids = set()
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            try:
+                uids.add(entry.stat().st_uid)
+            except OSError:
+                continue
+    return uids
+
+
+def _lock_dir() -> Path:
+    """A folder only this user can write, holding one lock file per uid in use."""
+    folder = Path(tempfile.gettempdir()) / f"course-sandbox-uids-{os.geteuid()}"
+    folder.mkdir(mode=0o700, exist_ok=True)
+    info = folder.lstat()
+    if info.st_uid != os.geteuid() or not folder.is_dir() or folder.is_symlink():
+        raise CourseError(f"{folder} is not a folder of this user's: remove it and run again.")
+    return folder
+
+
+def allocate_uid() -> tuple[int, int]:
+    """A uid no other kernel of this machine uses now: (uid, fd of its lock, held until closed).
+
+    Each grading worker is its own process, so the uids are handed out with ``flock``ed files;
+    a uid that owns a running process (left over from a killed run) is skipped too.
+    """
+    folder = _lock_dir()
+    busy = _running_uids()
+    for uid in _free_uid_candidates():
+        if uid in busy:
+            continue
+        fd = os.open(folder / str(uid), os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            continue
+        return uid, fd
+    raise CourseError(f"All {UID_COUNT} sandbox uids from {UID_BASE} are in use.")
+
+
+def python_paths() -> list[str]:
+    """Folders the kernel's Python needs, read-only: the environment, its base, course_lib."""
+    paths = [sys.prefix, os.path.realpath(sys.prefix), sys.base_prefix,
+             os.path.realpath(sys.base_prefix)]
+    spec = importlib.util.find_spec("course_lib")
+    if spec is not None and spec.submodule_search_locations:  # an editable install
+        paths += [os.path.realpath(p) for p in spec.submodule_search_locations]
+    return _outermost(p for p in paths if not _under(p, SYSTEM_DIRS))
+
+
+def torch_home(env: dict[str, str]) -> str | None:
+    """The torch cache folder the kernel reads its weights from (read-only), if it exists."""
+    home = env.get("TORCH_HOME") or os.path.join(
+        env.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "torch")
+    return os.path.realpath(home) if os.path.isdir(home) else None
+
+
+def _under(path: str, roots) -> bool:
+    return any(path == r or path.startswith(r.rstrip("/") + "/") for r in roots)
+
+
+def _outermost(paths) -> list[str]:
+    kept: list[str] = []
+    for p in sorted(set(paths), key=len):
+        if not _under(p, kept):
+            kept.append(p)
+    return kept
+
+
+@dataclass
+class Limits:
+    """Per-kernel caps; 0 means none."""
+
+    max_processes: int = DEFAULT_MAX_PROCESSES
+    cpu_seconds: int = 0
+    max_file_bytes: int = MAX_FILE_BYTES
+
+
+def bwrap_command(mode: str, argv: list[str], *, uid: int | None, home: str, run_dir: str,
+                  env: dict[str, str], limits: Limits, bwrap: str = "bwrap",
+                  extra_ro: list[str] | None = None,
+                  identity: tuple[str, str] | None = None) -> list[str]:
+    """The command line running kernel ``argv`` in a sandbox (pure: builds, runs nothing).
+
+    Args:
+        mode: :data:`ROOT_MODE` (needs ``uid``) or :data:`USER_MODE`.
+        argv: the kernel's command, e.g. ``[python, -m, ipykernel_launcher, -f, CONN]``.
+        home: folder bound read-write as :data:`HOME`; its ``work/`` is the working folder.
+        run_dir: folder of the connection file and IPC sockets, bound read-write at its path.
+        env: the whole environment the kernel gets.
+        limits: process, CPU and file-size caps.
+        extra_ro: more folders bound read-only at their own path (Python, torch weights).
+        identity: files shown as ``/etc/passwd`` and ``/etc/group`` (the student, root).
+    """
+    if mode not in (ROOT_MODE, USER_MODE):
+        raise ValueError(f"Expected sandbox mode {ROOT_MODE!r} or {USER_MODE!r}, got {mode!r}")
+    if mode == ROOT_MODE and uid is None:
+        raise ValueError("root mode needs the uid the kernel drops to")
+    args = [bwrap, *_namespace_args(mode), "--clearenv"]
+    for name, value in sorted(env.items()):
+        args += ["--setenv", name, value]
+    made = {"/"}
+
+    def parents(dest: str) -> list[str]:
+        out = []
+        for parent in reversed(Path(dest).parents):
+            p = str(parent)
+            if p not in made and not _under(p, SYSTEM_DIRS):
+                out += ["--dir", p]  # 0755: bwrap would make missing parents 0700 as root
+                made.add(p)
+        made.add(dest)
+        return out
+
+    args += ["--tmpfs", "/"]
+    for path in SYSTEM_DIRS:
+        if os.path.islink(path):
+            args += ["--symlink", os.readlink(path), path]
+        elif os.path.isdir(path):
+            args += ["--ro-bind", path, path]
+        made.add(path)
+    args += ["--dir", "/etc"]
+    made.add("/etc")
+    for name in ETC_FILES:
+        args += ["--ro-bind-try", f"/etc/{name}", f"/etc/{name}"]
+    if identity:
+        args += ["--ro-bind", identity[0], "/etc/passwd", "--ro-bind", identity[1], "/etc/group"]
+    for path in OPTIONAL_DIRS:
+        args += [*parents(path), "--ro-bind-try", path, path]
+    for path in _outermost(extra_ro or []):
+        args += [*parents(path), "--ro-bind", path, path]
+    args += ["--proc", "/proc", "--dev", "/dev", "--perms", "1777", "--tmpfs", "/tmp"]
+    made.add("/tmp")
+    args += [*parents(HOME), "--bind", home, HOME]
+    args += [*parents(run_dir), "--bind", run_dir, run_dir]
+    args += ["--chdir", WORKDIR, "--remount-ro", "/"]
+    caps = [f"--nproc={limits.max_processes}"] if limits.max_processes else []
+    caps += [f"--cpu={limits.cpu_seconds}"] if limits.cpu_seconds else []
+    caps += [f"--fsize={limits.max_file_bytes}"] if limits.max_file_bytes else []
+    args += ["--", "prlimit", *caps, "--"]
+    if mode == ROOT_MODE:
+        args += _drop_privileges(uid)
+    return args + list(argv)
+
+
+def kernel_env(source: dict[str, str], torch_dir: str | None) -> dict[str, str]:
+    """The kernel's whole environment: a few settings of ``source``, nothing secret."""
+    env = {name: source[name] for name in PASSED_ENV if name in source}
+    env.setdefault("LANG", "C.UTF-8")
+    env.update(HOME=HOME, USER="student", LOGNAME="student", TMPDIR="/tmp",
+               PATH=os.pathsep.join([str(Path(sys.executable).parent), "/usr/local/bin",
+                                     "/usr/bin", "/bin"]),
+               IPYTHONDIR=f"{HOME}/.ipython", MPLCONFIGDIR=f"{HOME}/.config/matplotlib")
+    if torch_dir:
+        env["TORCH_HOME"] = torch_dir
+    return env
+
+
+def _matplotlib_cache(source: dict[str, str]) -> Path | None:
+    """The grader's matplotlib font cache folder, without importing matplotlib."""
+    for folder in (source.get("MPLCONFIGDIR"), os.path.expanduser("~/.cache/matplotlib"),
+                   os.path.expanduser("~/.matplotlib")):
+        if folder and any(Path(folder).glob("fontlist-*.json")):
+            return Path(folder)
+    return None
+
+
+class Sandbox:
+    """One kernel's sandbox: its uid, scratch home, runtime folder; :meth:`close` removes them."""
+
+    def __init__(self, mode: str, limits: Limits) -> None:
+        self.mode, self.limits = mode, limits
+        self.uid, self._lock = allocate_uid() if mode == ROOT_MODE else (None, None)
+        self.base = Path(tempfile.mkdtemp(prefix="course-sandbox-"))
+        self.home = self.base / "home"
+        self.run_dir = self.base / "run"
+        self.home.mkdir()
+        self.run_dir.mkdir()
+
+    def prepare(self, folder: str | None, source_env: dict[str, str]) -> None:
+        """Fill the scratch home: the submission's own files (no notebook) and startup files.
+
+        Args:
+            folder: the folder the kernel would have run in; its files except notebooks are
+                copied to ``work/`` (symbolic links stay links, never followed).
+            source_env: the environment the kernel would have had (``IPYTHONDIR`` names the
+                startup files to copy).
+        """
+        work = self.home / "work"
+        if folder and os.path.isdir(folder):
+            shutil.copytree(folder, work, symlinks=True,
+                            ignore=shutil.ignore_patterns("*.ipynb", ".ipynb_checkpoints"))
+        else:
+            work.mkdir()
+        ipython = source_env.get("IPYTHONDIR")
+        startup = Path(ipython) / "profile_default" / "startup" if ipython else None
+        if startup and startup.is_dir():
+            shutil.copytree(startup, self.home / ".ipython" / "profile_default" / "startup")
+        mpl = _matplotlib_cache(source_env)
+        if mpl is not None:  # a warm font cache saves every kernel a second or more
+            dest = self.home / ".config" / "matplotlib"
+            dest.mkdir(parents=True)
+            for path in mpl.glob("fontlist-*.json"):
+                shutil.copyfile(path, dest / path.name)
+        if self.uid is not None:
+            for path in [self.home, *self.home.rglob("*"), self.run_dir,
+                         *self.run_dir.iterdir()]:
+                os.lchown(path, self.uid, self.uid)
+
+    def command(self, argv: list[str], source_env: dict[str, str]) -> list[str]:
+        torch_dir = torch_home(source_env)
+        extra = python_paths() + ([torch_dir] if torch_dir else [])
+        return bwrap_command(self.mode, argv, uid=self.uid, home=str(self.home),
+                             run_dir=str(self.run_dir), env=kernel_env(source_env, torch_dir),
+                             limits=self.limits, bwrap=_bwrap() or "bwrap", extra_ro=extra,
+                             identity=self._identity_files())
+
+    def _identity_files(self) -> tuple[str, str]:
+        """``/etc/passwd`` and ``/etc/group`` inside: the student and root, nothing else."""
+        uid = self.uid if self.uid is not None else os.getuid()
+        gid = self.uid if self.uid is not None else os.getgid()
+        passwd, group = self.base / "passwd", self.base / "group"
+        passwd.write_text(f"root:x:0:0:root:/root:/bin/sh\nstudent:x:{uid}:{gid}::{HOME}:/bin/sh\n")
+        group.write_text(f"root:x:0:\nstudent:x:{gid}:\n")
+        return str(passwd), str(group)
+
+    def close(self) -> None:
+        shutil.rmtree(self.base, ignore_errors=True)
+        if self._lock is not None:
+            os.close(self._lock)
+            self._lock = None
+
+
+def _children_map() -> dict[int, list[int]]:
+    children: dict[int, list[int]] = {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat", "rb") as fh:
+                stat = fh.read()
+        except OSError:
+            continue
+        ppid = int(stat[stat.rindex(b")") + 2:].split()[1])
+        children.setdefault(ppid, []).append(int(entry.name))
+    return children
+
+
+def _descendants(pid: int) -> list[int]:
+    children = _children_map()
+    out, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            out.append(child)
+            todo.append(child)
+    return out
+
+
+def _namespace_pid(pid: int) -> int | None:
+    """The pid of host process ``pid`` inside its innermost pid namespace."""
+    try:
+        with open(f"/proc/{pid}/status") as fh:
+            for line in fh:
+                if line.startswith("NSpid:"):
+                    return int(line.split()[-1])
+    except (OSError, ValueError):
+        return None
+    return None
+
+
+def _state(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            stat = fh.read()
+        return stat[stat.rindex(b")") + 2:].split()[0].decode()
+    except (OSError, ValueError):
+        return "?"
+
+
+def kill_strays(bwrap_pid: int, rounds: int = 50) -> tuple[int, int]:
+    """Kill every process of the sandbox under ``bwrap_pid`` but its init (1) and kernel (2).
+
+    Returns (processes killed, zombies left whose parent is the kernel: only it can reap them).
+    """
+    killed = 0
+    for _ in range(rounds):
+        strays = [p for p in _descendants(bwrap_pid)
+                  if (_namespace_pid(p) or 0) > 2 and _state(p) not in ("Z", "X", "?")]
+        if not strays:
+            break
+        for pid in strays:
+            try:
+                os.kill(pid, signal.SIGKILL)
+                killed += 1
+            except ProcessLookupError:
+                pass
+        time.sleep(0.02)
+    zombies = [p for p in _descendants(bwrap_pid) if _state(p) == "Z"]
+    return killed, len(zombies)
+
+
+# Run silently in the kernel when it holds dead children (only a parent can reap them, and
+# until then they count against the process cap).
+REAP_CODE = ("import os as _o\ntry:\n    while _o.waitpid(-1, _o.WNOHANG)[0]:\n        pass\n"
+             "except ChildProcessError:\n    pass\ndel _o\n")
+
+
+class SandboxKernelManager(AsyncKernelManager):
+    """A kernel manager that starts its kernel inside a :class:`Sandbox`.
+
+    The connection file and IPC sockets live in the sandbox's runtime folder, bound at the same
+    path inside; the kernel's working folder is a scratch copy of the folder nbclient asked for.
+    """
+
+    sandbox_mode = Unicode("", help="root, user, or '' to detect").tag(config=True)
+    max_processes = Integer(DEFAULT_MAX_PROCESSES, help="process cap, threads count").tag(
+        config=True)
+    cpu_seconds = Integer(0, help="CPU-time cap of each kernel process; 0 = none").tag(
+        config=True)
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.transport = "ipc"
+        self.sandbox: Sandbox | None = None
+
+    async def _async_pre_start_kernel(self, **kw: Any):
+        mode = self.sandbox_mode or detect().mode
+        if mode not in (ROOT_MODE, USER_MODE):
+            raise SandboxUnavailable(f"No sandbox available ({detect().detail}).")
+        if self.sandbox is not None:  # a restart: a fresh sandbox
+            self.sandbox.close()
+        self.sandbox = Sandbox(mode, Limits(self.max_processes, self.cpu_seconds))
+        self.connection_file = str(self.sandbox.run_dir / "kernel.json")
+        self.ip = str(self.sandbox.run_dir / "kernel-ipc")
+        try:
+            cmd, kw = await super()._async_pre_start_kernel(**kw)
+            source_env = dict(kw.get("env") or os.environ)
+            self.sandbox.prepare(kw.pop("cwd", None), source_env)
+            cmd = self.sandbox.command(cmd, source_env)
+        except BaseException:
+            self.sandbox.close()
+            raise
+        kw["cwd"] = str(self.sandbox.base)
+        kw["env"] = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
+        return cmd, kw
+
+    def _bwrap_pid(self) -> int | None:
+        process = getattr(self.provisioner, "process", None)
+        if process is None or process.poll() is not None:
+            return None
+        return process.pid
+
+    def kernel_pid(self) -> int | None:
+        """The kernel's pid outside the sandbox (pid 2 of its namespace), if it runs."""
+        bwrap_pid = self._bwrap_pid()
+        if bwrap_pid is None:
+            return None
+        return next((p for p in _descendants(bwrap_pid) if _namespace_pid(p) == 2), None)
+
+    def kill_strays(self) -> tuple[int, int]:
+        """Kill the sandbox's processes other than the kernel; see :func:`kill_strays`."""
+        bwrap_pid = self._bwrap_pid()
+        return (0, 0) if bwrap_pid is None else kill_strays(bwrap_pid)
+
+    async def _async_signal_kernel(self, signum: int) -> None:
+        """Interrupts go to the kernel itself: bwrap does not pass them on, and dies of them."""
+        pid = self.kernel_pid() if signum == signal.SIGINT else None
+        if pid is None:
+            await super()._async_signal_kernel(signum)
+            return
+        try:
+            os.kill(pid, signum)
+        except ProcessLookupError:
+            pass
+
+    async def _async_cleanup_resources(self, restart: bool = False) -> None:
+        await super()._async_cleanup_resources(restart)
+        if self.sandbox is not None:
+            self.sandbox.close()
+            self.sandbox = None
+
+
+class SandboxCells:
+    """Mixin for nbclient clients: after each cell, end what the cell left running.
+
+    Put it before the nbclient class in the bases; it works with any kernel manager and does
+    something only with a :class:`SandboxKernelManager`.
+    """
+
+    async def async_execute_cell(self, *args: Any, **kwargs: Any):
+        try:
+            return await super().async_execute_cell(*args, **kwargs)
+        finally:
+            km = getattr(self, "km", None)
+            if isinstance(km, SandboxKernelManager):
+                _, zombies = km.kill_strays()
+                if zombies and getattr(self, "kc", None) is not None:
+                    # The reply is skipped by nbclient (another msg_id); the kernel runs this
+                    # before the next cell.
+                    self.kc.execute(REAP_CODE, silent=True, store_history=False)
+
+    # nbclient binds the blocking form to its own coroutine at class creation: rebind it.
+    execute_cell = run_sync(async_execute_cell)
