@@ -30,7 +30,7 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 standin-weights: $(STAMP)
-	$(RUN_ENV) $(PY) -m course_lib standin-weights --torch-home "$(STANDIN_HOME)" resnet34
+	$(RUN_ENV) $(PY) -m course_lib standin-weights --torch-home "$(STANDIN_HOME)" resnet34 vgg16 vit_b_16
 
 build: $(STAMP)
 	$(RUN_ENV) $(VENV)/bin/course build

@@ -91,8 +91,9 @@ class ModelSpec:
 
 
 _RESNET_STAGES = {f"layer{i}": f"layer{i}" for i in range(1, 5)}
+_VIT_B_16_STAGES = {f"block{i}": f"encoder.layers.encoder_layer_{i}" for i in range(12)}
 
-# One entry per architecture; a ViT would be one more entry with its encoder blocks as stages.
+# One entry per architecture.
 MODEL_SPECS: Mapping[str, ModelSpec] = MappingProxyType(
     {
         "resnet34": ModelSpec(
@@ -115,6 +116,15 @@ MODEL_SPECS: Mapping[str, ModelSpec] = MappingProxyType(
             weights=models.VGG16_Weights.IMAGENET1K_V1,
             stages={f"pool{i + 1}": f"features.{idx}" for i, idx in enumerate((4, 9, 16, 23, 30))},
             target_layer="features.28",  # the last Conv2d (its ReLU is features.29)
+        ),
+        "vit_b_16": ModelSpec(
+            name="vit_b_16",
+            builder=models.vit_b_16,
+            weights=models.ViT_B_16_Weights.IMAGENET1K_V1,
+            stages=dict(_VIT_B_16_STAGES),  # the 12 encoder blocks; tokens: 1 CLS + 14 x 14
+            # The last block's first LayerNorm: its 197 x 768 tokens are what Grad-CAM for
+            # transformers reshapes to 14 x 14 (pytorch-grad-cam's reshape_transform).
+            target_layer="encoder.layers.encoder_layer_11.ln_1",
         ),
     }
 )
@@ -471,8 +481,15 @@ def _normal(like: Tensor, std: float, generator: torch.Generator) -> Tensor:
 
 @torch.no_grad()
 def _randomise_before_calibration(model: nn.Module, generator: torch.Generator) -> None:
-    """BatchNorm weight ~ U(0.5, 1.5) and bias ~ N(0, 0.1); conv/linear biases zeroed."""
+    """BatchNorm weight ~ U(0.5, 1.5) and bias ~ N(0, 0.1); conv/linear biases zeroed.
+
+    A conv/linear weight that torchvision initialises to zero (ViT's classifier head) gets
+    N(0, 1/fan_in) first: a zero head gives every image the same uniform softmax.
+    """
     for module in model.modules():
+        if isinstance(module, (nn.Conv2d, nn.Linear)) and not module.weight.any():
+            fan_in = module.weight[0].numel()
+            module.weight.copy_(_normal(module.weight, fan_in**-0.5, generator))
         if isinstance(module, _BatchNorm) and module.affine:
             module.weight.copy_(_uniform(module.weight, 0.5, 1.5, generator))
             module.bias.copy_(_normal(module.bias, 0.1, generator))

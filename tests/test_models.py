@@ -108,13 +108,14 @@ def meta_model(name: str) -> nn.Module:
 
 
 def test_specs_cover_the_course_architectures() -> None:
-    assert set(MODEL_SPECS) >= {"resnet34", "resnet50", "vgg16"}
+    assert set(MODEL_SPECS) >= {"resnet34", "resnet50", "vgg16", "vit_b_16"}
     for name, spec in MODEL_SPECS.items():
         assert spec.name == name
         assert spec.weights.url.endswith(spec.checkpoint_name)
     assert MODEL_SPECS["resnet34"].checkpoint_name == RESNET34_FILE
     assert MODEL_SPECS["resnet50"].checkpoint_name == "resnet50-0676ba61.pth"
     assert MODEL_SPECS["vgg16"].checkpoint_name == "vgg16-397923af.pth"
+    assert MODEL_SPECS["vit_b_16"].checkpoint_name == "vit_b_16-c867db91.pth"
 
 
 @pytest.mark.parametrize(("name", "block"), [("resnet34", BasicBlock), ("resnet50", Bottleneck)])
@@ -136,6 +137,29 @@ def test_vgg16_stages_are_the_pools_and_target_is_the_last_conv() -> None:
     assert [id(m) for m in stages.values()] == [id(m) for m in pools]
     convs = [m for m in model.features if isinstance(m, nn.Conv2d)]
     assert get_target_layer(model, "vgg16") is convs[-1]
+
+
+def test_vit_b_16_stages_are_the_encoder_blocks() -> None:
+    model = meta_model("vit_b_16")
+    stages = get_stages(model, "vit_b_16")
+    assert list(stages) == [f"block{i}" for i in range(12)]
+    assert [id(m) for m in stages.values()] == [id(m) for m in model.encoder.layers]
+    assert get_target_layer(model, "vit_b_16") is model.encoder.layers[-1].ln_1
+
+
+def test_standin_recipe_replaces_zero_initialised_weights() -> None:
+    # torchvision's ViT starts with an all-zero classifier head: every image would get the same
+    # uniform softmax, so the stand-in recipe draws it like any other layer.
+    head = nn.Linear(64, 10)
+    nn.init.zeros_(head.weight)
+    kept = nn.Linear(64, 10)
+    before = kept.weight.detach().clone()
+    generator = torch.Generator().manual_seed(0)
+    models._randomise_before_calibration(nn.Sequential(head, kept), generator)
+    drawn = head.weight.detach()
+    assert drawn.any() and 0.08 < float(drawn.std()) < 0.17  # ~ 1/sqrt(64) = 0.125
+    assert torch.equal(kept.weight, before)
+    assert not head.bias.any() and not kept.bias.any()
 
 
 def test_model_spec_is_frozen() -> None:
@@ -171,7 +195,7 @@ def test_get_module_errors_list_the_children(path: str, message: str) -> None:
 
 
 def test_unknown_model_names_list_the_known_ones() -> None:
-    expected = "Unknown model 'resnet18'; expected one of: resnet34, resnet50, vgg16"
+    expected = "Unknown model 'resnet18'; expected one of: resnet34, resnet50, vgg16, vit_b_16"
     with pytest.raises(UnknownModelError, match=expected):
         load_model("resnet18")
     with pytest.raises(UnknownModelError, match=expected):
