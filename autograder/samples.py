@@ -16,7 +16,10 @@ from ._paths import RELEASE_DIR, REPO_ROOT, SAMPLES_DIR, SOURCE_DIR, CourseError
 
 ALL = "all"
 # The wrong answers the demo's "dave" hands in, one per notebook, per lab.
-DEMO_MISTAKES = {"lab1_interpretability": ("task3_inference", "task8_noise_tunnel")}
+DEMO_MISTAKES = {
+    "lab1_interpretability": ("task3_inference", "task8_noise_tunnel"),
+    "lab2_inside_convnets": ("task3_gradcam", "task6_saliency"),
+}
 
 
 def solution_cells(lab: str, root: Path = REPO_ROOT) -> dict[str, str]:

@@ -11,6 +11,8 @@ from autograder import notebooks
 from autograder._paths import REPO_ROOT
 
 LAB1 = "lab1_interpretability"
+LAB2 = "lab2_inside_convnets"
+LABS = (LAB1, LAB2)
 
 
 def lab_notebooks(kind: str, lab: str = LAB1) -> list[Path]:

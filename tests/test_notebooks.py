@@ -13,7 +13,7 @@ from nbclient import NotebookClient
 
 from autograder import notebooks
 
-from ._course import LAB1, lab_notebooks
+from ._course import LABS, lab_notebooks
 
 pytestmark = pytest.mark.slow
 
@@ -61,7 +61,11 @@ def _defined_by_students(lab: str) -> set[str]:
     return names
 
 
-@pytest.mark.parametrize("path", lab_notebooks("source", LAB1), ids=lambda p: p.stem)
+def _all(kind: str) -> list[Path]:
+    return [path for lab in LABS for path in lab_notebooks(kind, lab)]
+
+
+@pytest.mark.parametrize("path", _all("source"), ids=lambda p: f"{p.parent.name}/{p.stem}")
 def test_source_notebook_runs_and_passes_its_tests(path, tmp_path):
     cells = _execute(path, tmp_path)
     assert _errors(cells) == []
@@ -71,12 +75,12 @@ def test_source_notebook_runs_and_passes_its_tests(path, tmp_path):
         "every test cell must have run")
 
 
-@pytest.mark.parametrize("path", lab_notebooks("release", LAB1), ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", _all("release"), ids=lambda p: f"{p.parent.name}/{p.stem}")
 def test_release_notebook_fails_only_where_students_work(path, tmp_path):
     cells = _execute(path, tmp_path)
     # A NameError is the student's unfinished work when the name comes from a solution cell, or
     # from a cell that itself failed because of one (``ig_attr = ig_attributions(...)``).
-    student_names = _defined_by_students(LAB1) | {
+    student_names = _defined_by_students(path.parent.name) | {
         name for c in cells if c.cell_type == "code"
         and any(o.output_type == "error" for o in c.get("outputs", []))
         for name in _defined_names(c.source)}

@@ -1,0 +1,20 @@
+# WRONG (Task 5): measures the drop of the logit instead of the softmax probability.
+def occlusion_sensitivity(model: nn.Module, input: torch.Tensor, target: int, patch: int = 40,
+                          stride: int = 20, batch_size: int = 32) -> torch.Tensor:
+    _, _, height, width = input.shape
+    corners = [(i, j) for i in range(0, max(height - patch, 0) + stride, stride)
+               for j in range(0, max(width - patch, 0) + stride, stride)]
+    total = torch.zeros(height, width)
+    count = torch.zeros(height, width)
+    with torch.no_grad():
+        base = model(input)[0, target]
+        for start in tqdm(range(0, len(corners), batch_size)):
+            chunk = corners[start:start + batch_size]
+            batch = input.repeat(len(chunk), 1, 1, 1)
+            for n, (i, j) in enumerate(chunk):
+                batch[n, :, i:i + patch, j:j + patch] = 0
+            drops = base - model(batch)[:, target]
+            for drop, (i, j) in zip(drops, chunk):
+                total[i:i + patch, j:j + patch] += drop
+                count[i:i + patch, j:j + patch] += 1
+    return total / count.clamp(min=1)
