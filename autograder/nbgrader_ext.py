@@ -73,8 +73,8 @@ class RobustExecute(SandboxCells, Execute):
                     cell.outputs = [o for o in cell.get("outputs", [])
                                     if o.get("output_type") == "stream"]
                     cell.outputs.append(_error(
-                        KERNEL_DIED, "the kernel died (crash, os._exit or memory cap) before "
-                        "this cell finished; earlier cells keep their results"))
+                        KERNEL_DIED, "the kernel died (crash, os._exit, memory or CPU-time cap) "
+                        "before this cell finished; earlier cells keep their results"))
             return nb, resources
 
 

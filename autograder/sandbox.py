@@ -336,6 +336,11 @@ def kernel_env(source: dict[str, str], torch_dir: str | None) -> dict[str, str]:
                PATH=os.pathsep.join([str(Path(sys.executable).parent), "/usr/local/bin",
                                      "/usr/bin", "/bin"]),
                IPYTHONDIR=f"{HOME}/.ipython", MPLCONFIGDIR=f"{HOME}/.config/matplotlib")
+    # ipykernel watches JPY_PARENT_PID and exits when its parent changes; inside the pid
+    # namespace its parent is bwrap's init, pid 1, which it never watches (bwrap's
+    # --die-with-parent ends the kernel with the grader). Unset, it prints its connection
+    # details on the grader's stdout.
+    env["JPY_PARENT_PID"] = "1"
     if torch_dir:
         env["TORCH_HOME"] = torch_dir
     return env

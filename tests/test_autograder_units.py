@@ -134,3 +134,32 @@ def test_nbgrader_config_mirrors_the_grading_flags():
     assert config.IgnorePattern.enabled is True
     assert config.IgnorePattern.pattern == IGNORED_STDERR
     assert config.Execute.timeout == DEFAULT_CELL_TIMEOUT
+
+
+def test_grade_options_sandbox_and_caps(monkeypatch):
+    from autograder.cli import build_parser
+    from autograder.grade import GradeOptions
+
+    monkeypatch.setattr("os.cpu_count", lambda: 2)
+    assert GradeOptions().sandbox is True  # untrusted by default
+    assert GradeOptions(notebook_timeout=100).cpu_seconds() == 200
+    assert GradeOptions(cpu_time=30).cpu_seconds() == 30
+    args = build_parser().parse_args(["grade", LAB1, "--no-sandbox", "--cpu-time", "60",
+                                      "--max-processes", "64"])
+    assert (args.no_sandbox, args.cpu_time, args.max_processes) == (True, 60, 64)
+    assert build_parser().parse_args(["grade"]).no_sandbox is False
+
+
+def test_incidents_name_the_process_cap(tmp_path):
+    import nbformat
+
+    from autograder.worker import incidents
+
+    nb = nbformat.v4.new_notebook()
+    cell = nbformat.v4.new_code_cell("import os\nwhile True:\n    os.fork()")
+    cell.outputs = [nbformat.v4.new_output("error", ename="BlockingIOError", evalue="[Errno 11]",
+                                           traceback=[])]
+    nb.cells = [cell]
+    nbformat.write(nb, str(tmp_path / "quiz.ipynb"))
+    assert incidents(tmp_path) == [
+        "quiz.ipynb: a process or thread could not start (process cap)"]

@@ -2,7 +2,9 @@
 
 A two-task fixture lab (``tests/fixtures/course``, runs in a second) receives one submission per
 failure mode; all are graded in one batch, two at a time, and each must get exactly its
-expected score while every other student is unaffected.
+expected score while every other student is unaffected. Kernels run in the sandbox wherever the
+machine has one (always in CI: tests/test_sandbox.py fails there without it), so timeouts,
+kernel deaths and the memory cap are checked through bubblewrap.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from autograder import notebooks
+from autograder import notebooks, sandbox
 from autograder.build import build
 from autograder.grade import GradeOptions, collect_scores, default_db_url, grade
 from autograder.samples import ALL, make_submission
@@ -25,7 +27,8 @@ pytestmark = pytest.mark.slow
 FIXTURE = Path(__file__).parent / "fixtures" / "course"
 LAB = "minilab"
 NB = "quiz.ipynb"
-OPTIONS = GradeOptions(jobs=2, cell_timeout=10, notebook_timeout=300, memory_mb=2048)
+OPTIONS = GradeOptions(jobs=2, cell_timeout=10, notebook_timeout=300, memory_mb=2048,
+                       sandbox=sandbox.detect().active)
 
 
 def _edit(folder: Path, change) -> None:

@@ -270,10 +270,10 @@ def test_root_mode_needs_a_uid():
 
 def test_kernel_env_passes_no_secret():
     env = sandbox.kernel_env({"OMP_NUM_THREADS": "1", "AWS_SECRET": "x", "COURSE_SEED": "3",
-                              "JPY_PARENT_PID": "1"}, "/t")
+                              "JPY_PARENT_PID": "4242"}, "/t")
     assert env["OMP_NUM_THREADS"] == "1" and env["COURSE_SEED"] == "3"
     assert env["TORCH_HOME"] == "/t" and env["HOME"] == sandbox.HOME
-    assert "AWS_SECRET" not in env and "JPY_PARENT_PID" not in env
+    assert "AWS_SECRET" not in env and env["JPY_PARENT_PID"] == "1"  # bwrap's init inside
 
 
 def test_uids_are_never_shared(monkeypatch, tmp_path):
