@@ -1,18 +1,19 @@
-"""Lab 1: how long each source notebook takes to run top to bottom, and which cells cost most.
+"""How long each source notebook of a lab takes to run top to bottom, and which cells cost most.
 
 DESIGN.md asks that each notebook of a lab run on a laptop CPU in about a minute, and nbgrader
 kills a cell that runs past ``c.Execute.timeout`` (``nbgrader_config.py``). This script executes
-every notebook of ``source/lab1_interpretability`` (solutions and hidden tests included, as
-``nbgrader autograde`` would) with nbclient, kernel ``python3``, in a temporary copy of the lab
-folder so that nothing in the repository is written. It prints each notebook's wall time (kernel
-start included) and its three slowest cells, timed from the kernel's own timestamps
+every notebook of ``source/<lab>`` (``--lab``, default ``lab1_interpretability``; solutions and
+hidden tests included, as ``nbgrader autograde`` would) with nbclient, kernel ``python3``, in a
+temporary copy of the lab folder so that nothing in the repository is written. It prints each
+notebook's wall time (kernel start included) and its three slowest cells, timed from the
+kernel's own timestamps
 (``cell.metadata.execution``: ``iopub.execute_input`` to ``shell.execute_reply``).
 
 The kernel runs with ``TORCH_HOME`` set to the stand-in weights (``.cache/torch-standin`` unless
 TORCH_HOME is set) and ``MPLBACKEND=Agg``. If a cell raises, the script prints the error and
 exits with status 1 after the remaining notebooks.
 
-    .venv/bin/python benchmarks/lab1_notebooks.py [--notebook 2_filters]
+    .venv/bin/python benchmarks/notebooks.py [--lab lab2_inside_convnets] [--notebook 2_gradcam]
 """
 
 from __future__ import annotations
@@ -34,7 +35,8 @@ from _common import REPO_ROOT, print_table, use_standin_torch_home
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 
-LAB_DIR = REPO_ROOT / "source" / "lab1_interpretability"
+SOURCE_DIR = REPO_ROOT / "source"
+DEFAULT_LAB = "lab1_interpretability"
 ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")
 
 
@@ -116,9 +118,12 @@ def report(run: NotebookRun, slowest: int) -> None:
         print(f"\nERROR in {run.name}:\n{run.error}")
 
 
-def select(names: Sequence[str] | None) -> list[Path]:
+def select(lab_dir: Path, names: Sequence[str] | None) -> list[Path]:
     """The lab's notebooks, or those named (``2_filters`` or ``2_filters.ipynb``)."""
-    available = sorted(LAB_DIR.glob("*.ipynb"))
+    available = sorted(lab_dir.glob("*.ipynb"))
+    if not available:
+        labs = ", ".join(sorted(p.name for p in SOURCE_DIR.iterdir() if p.is_dir()))
+        sys.exit(f"no notebooks in {lab_dir}; labs: {labs}")
     if not names:
         return available
     by_stem = {path.stem: path for path in available}
@@ -134,8 +139,9 @@ def select(names: Sequence[str] | None) -> list[Path]:
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """Command-line options (see --help)."""
     parser = argparse.ArgumentParser(
-        description="Run lab 1's source notebooks with nbclient; print wall and cell times.",
+        description="Run a lab's source notebooks with nbclient; print wall and cell times.",
     )
+    parser.add_argument("--lab", default=DEFAULT_LAB, help=f"lab folder in source/ ({DEFAULT_LAB})")
     parser.add_argument(
         "--notebook",
         action="append",
@@ -152,12 +158,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     """Copy the lab to a temporary folder, run the selected notebooks, print the report."""
     args = parse_args(argv)
-    paths = select(args.notebook)
+    lab_dir = SOURCE_DIR / args.lab
+    paths = select(lab_dir, args.notebook)
     print(f"TORCH_HOME={use_standin_torch_home()}, CPU load average: {os.getloadavg()[0]:.1f}")
     runs: list[NotebookRun] = []
-    with tempfile.TemporaryDirectory(prefix="lab1_notebooks_") as tmp:
-        lab_copy = Path(tmp) / LAB_DIR.name
-        shutil.copytree(LAB_DIR, lab_copy)
+    with tempfile.TemporaryDirectory(prefix="lab_notebooks_") as tmp:
+        lab_copy = Path(tmp) / lab_dir.name
+        shutil.copytree(lab_dir, lab_copy)
         for path in paths:
             print(f"running {path.name} ...", flush=True)
             run = run_notebook(lab_copy / path.name, args.timeout)
