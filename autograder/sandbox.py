@@ -89,12 +89,13 @@ class Protection:
         if self.mode == ROOT_MODE:
             return (f"Sandbox: {self.detail}; each kernel runs as an unprivileged uid of its "
                     "own, without network, seeing only its scratch copy of the submission and "
-                    "the read-only Python environment; process, CPU and memory caps apply.")
+                    "the read-only Python environment; with a process cap (and course grade's "
+                    "CPU and memory caps).")
         if self.mode == USER_MODE:
             return (f"Sandbox: {self.detail} in a user namespace; each kernel runs as your own "
                     f"user ({_user_name()}), without network, seeing only its scratch copy of "
-                    "the submission and the read-only Python environment; process, CPU and "
-                    "memory caps apply.")
+                    "the submission and the read-only Python environment; with a process cap "
+                    "(and course grade's CPU and memory caps).")
         return ("WARNING: NO SANDBOX: submitted code runs with the grader's rights and can read "
                 "hidden tests, the gradebook and other students' work, write files and use the "
                 f"network ({self.detail}).")
