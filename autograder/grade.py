@@ -122,10 +122,13 @@ def autograde_one(lab: str, student: str, root: Path, db_url: str, release: Path
                   options: GradeOptions, mode: str = _sandbox.NO_SANDBOX) -> str:
     """Stage, then autograde one student in a worker process; return "" or what went wrong.
 
-    The worker runs in its own session so that a timeout kills it with its kernel.
+    The worker runs in its own session so that a timeout kills it with its kernel; the
+    sandbox's scratch copy lives in this function's temporary folder, removed even then.
     """
     notes: list[str] = []
-    with tempfile.TemporaryDirectory(prefix=f"course-{student}-") as tmp:
+    # A killed worker's kernel may still be exiting while this folder is removed.
+    with tempfile.TemporaryDirectory(prefix=f"course-{student}-",
+                                     ignore_cleanup_errors=True) as tmp:
         staged = Path(tmp) / "submitted"
         report = stage_submission(root / SUBMITTED_DIR / student / lab, release,
                                   staged / student / lab)
@@ -135,7 +138,7 @@ def autograde_one(lab: str, student: str, root: Path, db_url: str, release: Path
                f"--cell-timeout={options.cell_timeout}", f"--memory={options.memory_mb}",
                f"--max-output-bytes={options.max_output_bytes}", f"--seed={options.seed}",
                f"--sandbox={mode}", f"--max-processes={options.max_processes}",
-               f"--cpu-time={options.cpu_seconds()}"]
+               f"--cpu-time={options.cpu_seconds()}", f"--scratch={tmp}"]
         proc = subprocess.Popen(cmd, cwd=root, env=_worker_env(options.jobs), text=True,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                 start_new_session=True)

@@ -54,6 +54,7 @@ UID_BASE = 47000  # uids UID_BASE .. UID_BASE + UID_COUNT - 1, skipping any in /
 UID_COUNT = 1000
 DEFAULT_MAX_PROCESSES = 256  # per kernel, threads included (torch, OpenMP, ipykernel)
 MAX_FILE_BYTES = 2 * 2**30  # RLIMIT_FSIZE: no single file written above 2 GiB
+MAX_PARENT_CHARS = 60  # a Unix socket path has at most 107 bytes: parent/course-sandbox-*/run/...
 HOME = "/home/student"  # the kernel's home inside the sandbox; its cwd is HOME/work
 WORKDIR = f"{HOME}/work"
 INSTALL_HINT = ("install bubblewrap (Debian/Ubuntu: `apt-get install bubblewrap`, Fedora: "
@@ -359,10 +360,14 @@ def _matplotlib_cache(source: dict[str, str]) -> Path | None:
 class Sandbox:
     """One kernel's sandbox: its uid, scratch home, runtime folder; :meth:`close` removes them."""
 
-    def __init__(self, mode: str, limits: Limits) -> None:
+    def __init__(self, mode: str, limits: Limits, parent: str = "") -> None:
+        """``parent``: where to make its folder (default: the temp folder). ``course grade``
+        passes a folder it deletes itself, so nothing is left when it kills a worker."""
         self.mode, self.limits = mode, limits
+        if parent and len(parent) > MAX_PARENT_CHARS:  # IPC socket paths are short
+            parent = ""
         self.uid, self._lock = allocate_uid() if mode == ROOT_MODE else (None, None)
-        self.base = Path(tempfile.mkdtemp(prefix="course-sandbox-"))
+        self.base = Path(tempfile.mkdtemp(prefix="course-sandbox-", dir=parent or None))
         self.home = self.base / "home"
         self.run_dir = self.base / "run"
         self.home.mkdir()
@@ -508,6 +513,8 @@ class SandboxKernelManager(AsyncKernelManager):
         config=True)
     cpu_seconds = Integer(0, help="CPU-time cap of each kernel process; 0 = none").tag(
         config=True)
+    scratch_parent = Unicode("", help="folder for the sandbox's scratch (default: temp)").tag(
+        config=True)
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -520,7 +527,8 @@ class SandboxKernelManager(AsyncKernelManager):
             raise SandboxUnavailable(f"No sandbox available ({detect().detail}).")
         if self.sandbox is not None:  # a restart: a fresh sandbox
             self.sandbox.close()
-        self.sandbox = Sandbox(mode, Limits(self.max_processes, self.cpu_seconds))
+        self.sandbox = Sandbox(mode, Limits(self.max_processes, self.cpu_seconds),
+                               self.scratch_parent)
         self.connection_file = str(self.sandbox.run_dir / "kernel.json")
         self.ip = str(self.sandbox.run_dir / "kernel-ipc")
         try:

@@ -44,11 +44,13 @@ def cap_memory(megabytes: int) -> None:
 
 def autograde(root: Path, lab: str, student: str, db_url: str, staged: Path,
               cell_timeout: int, max_output_bytes: int, sandbox: str = NO_SANDBOX,
-              max_processes: int = DEFAULT_MAX_PROCESSES, cpu_seconds: int = 0) -> dict:
+              max_processes: int = DEFAULT_MAX_PROCESSES, cpu_seconds: int = 0,
+              scratch: str = "") -> dict:
     """Run nbgrader autograde for one student whose staged copy is ``staged/<student>/<lab>``.
 
     ``sandbox`` is a mode of :mod:`autograder.sandbox`; with one, the kernel runs in a sandbox
-    with at most ``max_processes`` processes and ``cpu_seconds`` of CPU time (0: no cap).
+    with at most ``max_processes`` processes and ``cpu_seconds`` of CPU time (0: no cap), its
+    scratch folder made in ``scratch`` (default: the temp folder).
     """
     from nbconvert.preprocessors import ClearMetadataPreprocessor, CSSHTMLHeaderPreprocessor
     from nbgrader.apps.api import NbGraderAPI
@@ -77,6 +79,7 @@ def autograde(root: Path, lab: str, student: str, db_url: str, staged: Path,
     config.SandboxKernelManager.sandbox_mode = sandbox
     config.SandboxKernelManager.max_processes = max_processes
     config.SandboxKernelManager.cpu_seconds = cpu_seconds
+    config.SandboxKernelManager.scratch_parent = scratch
     config.Execute.interrupt_on_timeout = True
     config.IgnorePattern.enabled = True
     config.IgnorePattern.pattern = IGNORED_STDERR
@@ -139,6 +142,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--sandbox", choices=MODES, default=NO_SANDBOX)
     parser.add_argument("--max-processes", type=int, default=DEFAULT_MAX_PROCESSES)
     parser.add_argument("--cpu-time", type=int, default=0, help="CPU seconds; 0 = no cap")
+    parser.add_argument("--scratch", default="", help="folder for the sandbox's scratch")
     args = parser.parse_args(argv)
     if args.memory:
         cap_memory(args.memory)
@@ -147,7 +151,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             outcome = autograde(Path(args.root), args.lab, args.student, args.db,
                                 Path(args.staged), args.cell_timeout, args.max_output_bytes,
-                                args.sandbox, args.max_processes, args.cpu_time)
+                                args.sandbox, args.max_processes, args.cpu_time,
+                                args.scratch)
         except MemoryError:
             outcome = {"success": False, "error": "the grader ran out of memory", "log": ""}
     print(json.dumps(outcome))

@@ -340,3 +340,19 @@ def test_grade_without_a_sandbox_refuses_unless_told(tmp_path):
     summary = done.stdout.strip().splitlines()
     assert summary[-1].startswith("WARNING: NO SANDBOX") and "--no-sandbox" in summary[-1]
     assert "5/5" in done.stdout
+
+
+def test_scratch_goes_where_the_grader_removes_it(tmp_path):
+    box = sandbox.Sandbox(sandbox.USER_MODE, sandbox.Limits(), str(tmp_path))
+    assert box.base.parent == tmp_path
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "folder" / "quiz.ipynb").write_text("{}")  # notebooks never enter the scratch
+    (tmp_path / "folder" / "data.txt").write_text("mine")
+    box.prepare(str(tmp_path / "folder"), {})
+    assert sorted(p.name for p in (box.home / "work").iterdir()) == ["data.txt"]
+    box.close()
+    assert not box.base.exists()
+    long = tmp_path / ("x" * sandbox.MAX_PARENT_CHARS)
+    box = sandbox.Sandbox(sandbox.USER_MODE, sandbox.Limits(), str(long))
+    assert box.base.parent != long  # an IPC socket path must stay short
+    box.close()
