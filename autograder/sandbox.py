@@ -306,6 +306,10 @@ def bwrap_command(mode: str, argv: list[str], *, uid: int | None, home: str, run
         elif os.path.isdir(path):
             args += ["--ro-bind", path, path]
         made.add(path)
+    # /proc, /dev and /tmp before any bind: a tmpfs on /tmp mounted later would hide a Python
+    # environment or weights folder under /tmp (a CI checkout there, for one).
+    args += ["--proc", "/proc", "--dev", "/dev", "--perms", "1777", "--tmpfs", "/tmp"]
+    made.update(("/proc", "/dev", "/tmp"))
     args += ["--dir", "/etc"]
     made.add("/etc")
     for name in ETC_FILES:
@@ -316,8 +320,6 @@ def bwrap_command(mode: str, argv: list[str], *, uid: int | None, home: str, run
         args += [*parents(path), "--ro-bind-try", path, path]
     for path in _outermost(extra_ro or []):
         args += [*parents(path), "--ro-bind", path, path]
-    args += ["--proc", "/proc", "--dev", "/dev", "--perms", "1777", "--tmpfs", "/tmp"]
-    made.add("/tmp")
     args += [*parents(HOME), "--bind", home, HOME]
     args += [*parents(run_dir), "--bind", run_dir, run_dir]
     args += ["--chdir", WORKDIR, "--remount-ro", "/"]
@@ -384,8 +386,15 @@ class Sandbox:
         """
         work = self.home / "work"
         if folder and os.path.isdir(folder):
-            shutil.copytree(folder, work, symlinks=True,
-                            ignore=shutil.ignore_patterns("*.ipynb", ".ipynb_checkpoints"))
+            skip = shutil.ignore_patterns("*.ipynb", ".ipynb_checkpoints")
+
+            def ignore(where: str, names: list[str]) -> set[str]:
+                # never the sandbox itself: a kernel folder holding the temp folder would copy
+                # the copy into itself until the disk is full
+                own = {n for n in names if Path(where, n).resolve() == self.base.resolve()}
+                return set(skip(where, names)) | own
+
+            shutil.copytree(folder, work, symlinks=True, ignore=ignore)
         else:
             work.mkdir()
         ipython = source_env.get("IPYTHONDIR")
@@ -572,8 +581,24 @@ class SandboxKernelManager(AsyncKernelManager):
         except ProcessLookupError:
             pass
 
+    async def _async_launch_kernel(self, kernel_cmd: list[str], **kw: Any) -> None:
+        try:
+            await super()._async_launch_kernel(kernel_cmd, **kw)
+        except BaseException:
+            self._close_sandbox()
+            raise
+
+    async def _async_shutdown_kernel(self, now: bool = False, restart: bool = False) -> None:
+        try:
+            await super()._async_shutdown_kernel(now=now, restart=restart)
+        finally:  # also when killing a kernel that already died raises
+            self._close_sandbox()
+
     async def _async_cleanup_resources(self, restart: bool = False) -> None:
         await super()._async_cleanup_resources(restart)
+        self._close_sandbox()
+
+    def _close_sandbox(self) -> None:
         if self.sandbox is not None:
             self.sandbox.close()
             self.sandbox = None

@@ -356,3 +356,13 @@ def test_scratch_goes_where_the_grader_removes_it(tmp_path):
     box = sandbox.Sandbox(sandbox.USER_MODE, sandbox.Limits(), str(long))
     assert box.base.parent != long  # an IPC socket path must stay short
     box.close()
+
+
+def test_scratch_never_copies_itself(tmp_path):
+    (tmp_path / "data.txt").write_text("mine")
+    box = sandbox.Sandbox(sandbox.USER_MODE, sandbox.Limits(), str(tmp_path))
+    try:
+        box.prepare(str(tmp_path), {})  # the kernel's folder holds the sandbox's own folder
+        assert sorted(p.name for p in (box.home / "work").iterdir()) == ["data.txt"]
+    finally:
+        box.close()
