@@ -257,6 +257,14 @@ def test_root_command_drops_to_its_uid_without_network_or_environment():
     assert "/etc" not in ro  # only the files of sandbox.ETC_FILES
 
 
+def test_private_tmp_does_not_hide_an_environment_under_tmp():
+    cmd = _command(extra_ro=["/tmp/ci/.venv"])  # a CI checkout under /tmp
+    tmpfs = [i for i, a in enumerate(cmd) if a == "--tmpfs" and cmd[i + 1] == "/tmp"]
+    venv = [i for i, a in enumerate(cmd) if a == "--ro-bind" and cmd[i + 1] == "/tmp/ci/.venv"]
+    assert tmpfs and venv and tmpfs[0] < venv[0]
+    assert ("--dir", "/tmp") not in list(zip(cmd, cmd[1:], strict=False))
+
+
 def test_user_command_uses_a_user_namespace_and_keeps_the_uid():
     cmd = _command(sandbox.USER_MODE)
     assert "--unshare-user" in cmd and "setpriv" not in cmd and "--cap-add" not in cmd
