@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from autograder import notebooks
+from autograder import notebooks, sandbox
 from autograder.grade import GradeOptions, format_table, grade, write_csv
 from autograder.samples import ALL, make_submission, wrong_answers
 
@@ -72,7 +72,9 @@ def graded(request, tmp_path_factory):
     for student, plan in plans.items():
         make_submission(lab, root / "submitted" / student / lab, **plan)
     before = _digest(root / "submitted")
-    results = {r.student: r for r in grade(lab, root=root, options=GradeOptions(jobs=2))}
+    # Sandboxed wherever the machine can (always in CI: tests/test_sandbox.py fails without it).
+    options = GradeOptions(jobs=2, sandbox=sandbox.detect().active)
+    results = {r.student: r for r in grade(lab, root=root, options=options)}
     return lab, root, results, before
 
 
