@@ -54,7 +54,7 @@ lab: $(STAMP)
 # Real weights, into your own torch cache (network needed once; then copy the cache to an
 # offline grading machine, see README).
 fetch-weights: $(STAMP)
-	$(PY) -m course_lib fetch-weights resnet34
+	$(PY) -m course_lib fetch-weights resnet34 vgg16 vit_b_16
 
 clean:
 	rm -rf autograded feedback submitted gradebook.db grades.csv .cache build demo_course
