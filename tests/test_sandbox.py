@@ -14,6 +14,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -350,7 +351,19 @@ def test_grade_without_a_sandbox_refuses_unless_told(tmp_path):
     assert "5/5" in done.stdout
 
 
-def test_scratch_goes_where_the_grader_removes_it(tmp_path):
+@pytest.fixture
+def short_tmp():
+    """A temporary folder with a short path: pytest's tmp_path can pass MAX_PARENT_CHARS
+    (its name grows with the test name and the run counter), and then the sandbox, rightly,
+    puts its scratch elsewhere."""
+    folder = Path(tempfile.mkdtemp(prefix="sbx-"))
+    assert len(str(folder)) <= sandbox.MAX_PARENT_CHARS - 10
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_scratch_goes_where_the_grader_removes_it(short_tmp):
+    tmp_path = short_tmp
     box = sandbox.Sandbox(sandbox.USER_MODE, sandbox.Limits(), str(tmp_path))
     assert box.base.parent == tmp_path
     (tmp_path / "folder").mkdir()
@@ -366,9 +379,11 @@ def test_scratch_goes_where_the_grader_removes_it(tmp_path):
     box.close()
 
 
-def test_scratch_never_copies_itself(tmp_path):
+def test_scratch_never_copies_itself(short_tmp):
+    tmp_path = short_tmp
     (tmp_path / "data.txt").write_text("mine")
     box = sandbox.Sandbox(sandbox.USER_MODE, sandbox.Limits(), str(tmp_path))
+    assert box.base.parent == tmp_path  # the case under test: the scratch is inside the folder
     try:
         box.prepare(str(tmp_path), {})  # the kernel's folder holds the sandbox's own folder
         assert sorted(p.name for p in (box.home / "work").iterdir()) == ["data.txt"]
