@@ -70,8 +70,10 @@ def capture_activations(
 
     Args:
         modules: Name -> module to watch, e.g. ``{"layer1": model.layer1}``.
-        detach: If True (default) store ``output.detach()`` (no graph kept, less memory); if
-            False store the output itself, so one can backpropagate from it.
+        detach: If True (default) store ``output.detach().clone()``: no graph kept, and a copy,
+            so an in-place operation after the module (VGG16's ``ReLU(inplace=True)`` after
+            each conv) cannot overwrite it. If False store the output itself, so one can
+            backpropagate from it (an in-place op that follows then changes it too).
 
     Yields:
         A dict filled during each forward pass: name -> output tensor of that module (for a
@@ -88,7 +90,7 @@ def capture_activations(
     def make_hook(name: str):
         def hook(module: nn.Module, args: Any, output: Any) -> None:
             tensor = _as_tensor(name, output)
-            captured[name] = tensor.detach() if detach else tensor
+            captured[name] = tensor.detach().clone() if detach else tensor
 
         return hook
 

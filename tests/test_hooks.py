@@ -63,6 +63,19 @@ def test_capture_activations_keeps_the_latest_pass() -> None:
     torch.testing.assert_close(acts["out"], torch.tensor([[9.0]]))
 
 
+def test_capture_activations_survives_an_in_place_relu() -> None:
+    # VGG16 follows every conv with ReLU(inplace=True), which overwrites the conv's output.
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(inplace=True)).eval()
+    x = torch.randn(1, 3, 8, 8)
+    with torch.no_grad():
+        expected = net[0](x)
+    with capture_activations({"conv": net[0]}) as acts, torch.no_grad():
+        net(x)
+    assert (expected < 0).any()
+    assert torch.equal(acts["conv"], expected)
+
+
 def test_capture_activations_without_detach_keeps_the_graph() -> None:
     net = tiny_net()
     x = X.clone().requires_grad_(True)
