@@ -240,9 +240,15 @@ def _fmt(x: float) -> str:
 
 
 def format_table(results: list[StudentResult]) -> str:
-    """A plain-text table: student x task, the automatic total, and any problem."""
+    """A plain-text table per lab: student x task (with the task's points), the total, problems."""
     if not results:
         return "(no submissions)"
+    labs = list(dict.fromkeys(r.lab for r in results))
+    return "\n\n".join(_lab_table([r for r in results if r.lab == lab]) for lab in labs)
+
+
+def _lab_table(results: list[StudentResult]) -> str:
+    """One lab's table; the tasks' maxima in the header are those of this lab."""
     tasks = sorted({t for r in results for t in r.tasks})
     maxima = {t: max(r.tasks[t][1] for r in results if t in r.tasks) for t in tasks}
     header = ["student", "lab", *[f"T{t}/{_fmt(maxima[t])}" for t in tasks], "auto", "problem"]

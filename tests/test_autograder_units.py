@@ -103,6 +103,15 @@ def test_table_shows_each_task_total_and_problem():
     assert format_table([]) == "(no submissions)"
 
 
+def test_table_has_one_block_per_lab_with_that_labs_points():
+    other = StudentResult("ann", "lab2_x", {1: (15.0, 15.0), 3: (0.0, 20.0)})
+    blocks = format_table([*_results(), other]).split("\n\n")
+    assert len(blocks) == 2
+    assert blocks[0].splitlines()[0].split()[2:4] == ["T1/5", "T2/5"]
+    assert blocks[1].splitlines()[0].split()[2:4] == ["T1/15", "T3/20"]
+    assert blocks[1].splitlines()[2].split() == ["ann", "lab2_x", "15", "0", "15/35"]
+
+
 def test_csv_has_one_row_per_student(tmp_path):
     with write_csv(_results(), tmp_path / "g.csv").open() as fh:
         rows = list(csv.DictReader(fh))
