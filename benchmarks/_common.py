@@ -10,7 +10,9 @@ each variant and their ratio.
 from __future__ import annotations
 
 import os
+import shutil
 import statistics
+import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -101,3 +103,29 @@ def ratio_rows(
         slow_s, fast_s = median(slow), median(fast)
         rows.append([label, slow_s, fast_s, f"{slow_s / fast_s:.2f}x", len(slow)])
     return rows
+
+
+def make_course(tmp: Path, lab: str, students: int = 1) -> Path:
+    """A throwaway course root in ``tmp``: the lab's source and release, and ``students``
+    submissions of the solution (``student0``, ``student1``, ...)."""
+    if str(REPO_ROOT) not in sys.path:
+        sys.path.insert(0, str(REPO_ROOT))
+    from autograder.samples import ALL, make_submission
+
+    root = tmp / "course"
+    shutil.copytree(REPO_ROOT / "source" / lab, root / "source" / lab)
+    shutil.copytree(REPO_ROOT / "release" / lab, root / "release" / lab)
+    for i in range(students):
+        make_submission(lab, root / "submitted" / f"student{i}" / lab, solve=ALL)
+    return root
+
+
+def reset_grading(root: Path) -> None:
+    """Remove what grading wrote in ``root`` (autograded/, feedback/, the gradebook)."""
+    for name in ("autograded", "feedback", "gradebook.db"):
+        path = root / name
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
+

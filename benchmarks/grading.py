@@ -16,37 +16,17 @@ Usage: ``python benchmarks/grading.py [--lab lab1_interpretability] [--submissio
 from __future__ import annotations
 
 import argparse
-import shutil
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from _common import REPO_ROOT, use_standin_torch_home
+from _common import REPO_ROOT, make_course, reset_grading, use_standin_torch_home
 
 sys.path.insert(0, str(REPO_ROOT))
 
 from autograder import notebooks  # noqa: E402
 from autograder.grade import GradeOptions, grade  # noqa: E402
-from autograder.samples import ALL, make_submission  # noqa: E402
-
-
-def _course(tmp: Path, lab: str, students: int) -> Path:
-    root = tmp / "course"
-    shutil.copytree(REPO_ROOT / "source" / lab, root / "source" / lab)
-    shutil.copytree(REPO_ROOT / "release" / lab, root / "release" / lab)
-    for i in range(students):
-        make_submission(lab, root / "submitted" / f"student{i}" / lab, solve=ALL)
-    return root
-
-
-def _reset(root: Path) -> None:
-    for name in ("autograded", "feedback", "gradebook.db"):
-        path = root / name
-        if path.is_dir():
-            shutil.rmtree(path)
-        elif path.exists():
-            path.unlink()
 
 
 def execute_directly(folder: Path) -> float:
@@ -62,7 +42,7 @@ def execute_directly(folder: Path) -> float:
 
 
 def grade_time(root: Path, lab: str, students: list[str], jobs: int) -> float:
-    _reset(root)
+    reset_grading(root)
     start = time.perf_counter()
     results = grade(lab, root=root, students=students, options=GradeOptions(jobs=jobs))
     elapsed = time.perf_counter() - start
@@ -79,7 +59,7 @@ def main() -> int:
     args = parser.parse_args()
     print(f"TORCH_HOME={use_standin_torch_home()}")
     with tempfile.TemporaryDirectory(prefix="bench-grading-") as tmp:
-        root = _course(Path(tmp), args.lab, args.submissions)
+        root = make_course(Path(tmp), args.lab, args.submissions)
         one = ["student0"]
         folder = root / "submitted" / "student0" / args.lab
         direct = [execute_directly(folder), None]

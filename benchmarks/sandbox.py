@@ -14,41 +14,30 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from _common import REPO_ROOT, interleaved, median, print_table, use_standin_torch_home
+from _common import (
+    REPO_ROOT,
+    interleaved,
+    make_course,
+    median,
+    print_table,
+    reset_grading,
+    use_standin_torch_home,
+)
 
 sys.path.insert(0, str(REPO_ROOT))
 
 from autograder import sandbox  # noqa: E402
 from autograder.grade import GradeOptions, grade  # noqa: E402
-from autograder.samples import ALL, make_submission  # noqa: E402
-
-
-def _course(tmp: Path, lab: str) -> Path:
-    root = tmp / "course"
-    shutil.copytree(REPO_ROOT / "source" / lab, root / "source" / lab)
-    shutil.copytree(REPO_ROOT / "release" / lab, root / "release" / lab)
-    make_submission(lab, root / "submitted" / "student0" / lab, solve=ALL)
-    return root
-
-
-def _reset(root: Path) -> None:
-    for name in ("autograded", "feedback", "gradebook.db"):
-        path = root / name
-        if path.is_dir():
-            shutil.rmtree(path)
-        elif path.exists():
-            path.unlink()
 
 
 def grade_once(root: Path, lab: str, use_sandbox: bool) -> float:
     """Grade the one submission from scratch; return wall seconds."""
-    _reset(root)
+    reset_grading(root)
     start = time.perf_counter()
     results = grade(lab, root=root, options=GradeOptions(jobs=1, sandbox=use_sandbox))
     elapsed = time.perf_counter() - start
@@ -81,7 +70,7 @@ def main() -> int:
     if not protection.active:
         return 1
     with tempfile.TemporaryDirectory(prefix="bench-sandbox-") as tmp:
-        root = _course(Path(tmp), args.lab)
+        root = make_course(Path(tmp), args.lab)
         folder = root / "submitted" / "student0" / args.lab
         kernel_round_trip(True, folder)  # warm the page cache for both variants
         kt, _ = interleaved({"plain": lambda: kernel_round_trip(False, folder),
