@@ -1,29 +1,31 @@
 """``course check NOTEBOOK``: a student's self-check of one notebook, without a gradebook.
 
-The notebook runs top to bottom in a fresh kernel, in a temporary copy of its folder (the
-student's file is never modified). Each visible test cell is reported with its task, points,
-and the first line of its failure message. Hidden tests are not in a student's copy: passing
-here means the visible checks pass, not full marks.
-
-The kernel runs in the sandbox of :mod:`autograder.sandbox` where the machine has one (a
-student's laptop often has none: then it runs as usual and ``course check`` says so).
+It runs the notebook the way ``course grade`` does (:class:`~autograder.nbgrader_ext.
+TrustedExecute`, the same :class:`~autograder.config.GradeConfig` defaults, the same seeded
+kernel agent, the sandbox where the machine has one), limited to the visible part of each test:
+the notebook's own cells run in a fresh kernel, in a temporary copy of its folder (the student's
+file is never modified), and each test cell runs in this process against that kernel. Each test
+is reported with its task, points and failure message. Hidden tests are not in a student's copy:
+passing here means the visible checks pass, not full marks. A student's laptop often has no
+sandbox: then the kernel runs as Jupyter would and ``course check`` says so.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from nbclient import NotebookClient
-from nbclient.exceptions import CellTimeoutError, DeadKernelError
-
 from . import notebooks
 from ._paths import CourseError, tool_env
-from .sandbox import SandboxCells, SandboxKernelManager, detect
+from .config import GradeConfig
+from .sandbox import NO_SANDBOX, SandboxKernelManager, detect
 
-DEFAULT_CELL_TIMEOUT = 300
+DEFAULT_CELL_TIMEOUT = GradeConfig().cell_timeout
 
 
 @dataclass
@@ -45,17 +47,30 @@ def _first_error(cell) -> str | None:
     return None
 
 
-class _Client(SandboxCells, NotebookClient):
-    """nbclient's client, killing what each cell leaves running in a sandbox."""
+@contextlib.contextmanager
+def _kernel_environment(folder: Path, seed: int) -> Iterator[None]:
+    """os.environ as a grading worker sets it (tool PATH, seed, the agent's IPYTHONDIR)."""
+    from .worker import seeded_ipython_dir
+
+    saved = dict(os.environ)
+    try:
+        os.environ.update(tool_env())
+        os.environ["IPYTHONDIR"] = str(seeded_ipython_dir(folder, seed))
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
 
 
-def check_notebook(path: Path, cell_timeout: int = DEFAULT_CELL_TIMEOUT,
+def check_notebook(path: Path, cell_timeout: int | None = None,
                    sandbox: bool | None = None) -> list[CheckRow]:
-    """Execute a copy of ``path`` and return one row per test cell, in notebook order.
+    """Execute a copy of ``path`` as the grader would and return one row per test cell.
 
     ``sandbox``: True requires the sandbox, False runs without, None (default) uses it when
     this machine has one.
     """
+    from .nbgrader_ext import TrustedExecute, is_test_cell
+
     path = Path(path)
     if not path.is_file():
         raise CourseError(f"No notebook at {path}.")
@@ -64,32 +79,32 @@ def check_notebook(path: Path, cell_timeout: int = DEFAULT_CELL_TIMEOUT,
     except Exception as exc:  # nbformat raises several unrelated types for a broken file
         raise CourseError(f"{path} is not a readable notebook ({exc}); restore it from the "
                           "release copy and paste your answers back.") from exc
-    problem = ""
+    cfg = GradeConfig(visible_only=True)
+    if cell_timeout is not None:
+        cfg = cfg.replace(cell_timeout=cell_timeout)
+    use_sandbox = detect().active if sandbox is None else sandbox
+    if use_sandbox and not detect().active:
+        raise CourseError(f"No sandbox available: {detect().detail}.")
+    mode = detect().mode if use_sandbox else NO_SANDBOX
     with tempfile.TemporaryDirectory(prefix="course-check-") as tmp:
         work = Path(tmp) / "nb"
         shutil.copytree(path.parent, work, ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
-        use_sandbox = detect().active if sandbox is None else sandbox
-        if use_sandbox and not detect().active:
-            raise CourseError(f"No sandbox available: {detect().detail}.")
         extra = {"kernel_manager_class": SandboxKernelManager} if use_sandbox else {}
-        client = _Client(nb, timeout=cell_timeout, kernel_name="python3", allow_errors=True,
-                         resources={"metadata": {"path": str(work)}}, **extra)
-        try:
-            client.execute(env=tool_env())
-        except CellTimeoutError:
-            problem = f"a cell ran longer than {cell_timeout} s"
-        except DeadKernelError:
-            problem = "the kernel died"
+        runner = TrustedExecute(timeout=cfg.cell_timeout, kernel_name="python3",
+                                sandbox_mode=mode, seed=cfg.seed, visible_only=True,
+                                max_reply_bytes=cfg.max_reply_bytes, **extra)
+        if use_sandbox:
+            runner.kernel_manager_class = SandboxKernelManager
+        with _kernel_environment(Path(tmp), cfg.seed):
+            runner.preprocess(nb, {"metadata": {"path": str(work)}})
     rows = []
     for cell in nb.cells:
         meta = notebooks.nbgrader_meta(cell)
-        if not (meta.get("grade") and cell.cell_type == "code"):
+        if not is_test_cell(cell):
             continue
         error = _first_error(cell)
-        ran = cell.get("execution_count") is not None
-        message = error or ("" if ran else f"not run: {problem or 'an earlier cell stopped'}")
         rows.append(CheckRow(meta["grade_id"], notebooks.task_of(meta["grade_id"]),
-                             float(meta.get("points", 0)), ran and error is None, message))
+                             float(meta.get("points", 0)), error is None, error or ""))
     return rows
 
 

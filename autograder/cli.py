@@ -10,19 +10,16 @@ from pathlib import Path
 
 from ._paths import REPO_ROOT, SOURCE_DIR, SUBMITTED_DIR, CourseError, resolve_labs
 from .build import build
-from .check import DEFAULT_CELL_TIMEOUT as CHECK_CELL_TIMEOUT
 from .check import check_notebook, format_check
-from .grade import (
+from .config import (
     DEFAULT_CELL_TIMEOUT,
-    DEFAULT_SUBMISSION_TIMEOUT,
-    GradeOptions,
-    GradingInterrupted,
-    format_table,
-    grade,
-    write_csv,
+    DEFAULT_MAX_PROCESSES,
+    DEFAULT_NOTEBOOK_TIMEOUT,
+    GradeConfig,
 )
+from .grade import GradingInterrupted, format_table, grade, write_csv
 from .samples import demo_students, make_submission
-from .sandbox import DEFAULT_MAX_PROCESSES, Protection, detect, require
+from .sandbox import Protection, detect, require
 
 
 def _cmd_build(args: argparse.Namespace) -> int:
@@ -67,10 +64,10 @@ def _report(results, root: Path, protection: Protection) -> Path:
 
 def _cmd_grade(args: argparse.Namespace) -> int:
     root = Path(args.course).resolve()
-    options = GradeOptions(jobs=args.jobs, cell_timeout=args.cell_timeout,
-                           notebook_timeout=args.notebook_timeout, memory_mb=args.memory,
-                           sandbox=not args.no_sandbox, cpu_time=args.cpu_time,
-                           max_processes=args.max_processes)
+    options = GradeConfig.for_course(root, jobs=args.jobs, cell_timeout=args.cell_timeout,
+                                     notebook_timeout=args.notebook_timeout,
+                                     memory_mb=args.memory, sandbox=not args.no_sandbox,
+                                     cpu_time=args.cpu_time, max_processes=args.max_processes)
     protection = require(options.sandbox)  # refuses before any work when none is available
     print(protection.describe(), file=sys.stderr, flush=True)
     results = grade(args.lab, root=root, db_url=args.db, options=options)
@@ -97,8 +94,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
                                                  f"{protection.detail}")
     print(f"Grading the sample submissions in {demo} (this takes a few minutes)...", flush=True)
     print(protection.describe(), file=sys.stderr, flush=True)
-    results = grade(None, root=demo, options=GradeOptions(jobs=args.jobs,
-                                                          sandbox=protection.active))
+    results = grade(None, root=demo, options=GradeConfig.for_course(
+        demo, jobs=args.jobs, sandbox=protection.active))
     _report(results, demo, protection)
     return 0
 
@@ -117,24 +114,25 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("check", help="run a notebook in a fresh kernel and report its tests")
     p.add_argument("notebook", help="path to a lab notebook (.ipynb)")
-    p.add_argument("--cell-timeout", type=int, default=CHECK_CELL_TIMEOUT,
-                   help=f"seconds per cell ({CHECK_CELL_TIMEOUT})")
+    p.add_argument("--cell-timeout", type=int, default=None,
+                   help=f"seconds per cell ({DEFAULT_CELL_TIMEOUT}, as course grade)")
     p.set_defaults(func=_cmd_check)
 
     p = sub.add_parser("grade", help="autograde submitted/<student>/<lab>/ into the gradebook")
     p.add_argument("lab", nargs="?", help="one lab (default: all)")
     p.add_argument("--db", help="gradebook SQLAlchemy URL (default: sqlite gradebook.db)")
     p.add_argument("--jobs", type=int, default=1, help="submissions graded at once (1)")
-    p.add_argument("--cell-timeout", type=int, default=DEFAULT_CELL_TIMEOUT,
-                   help=f"seconds per cell ({DEFAULT_CELL_TIMEOUT})")
-    p.add_argument("--notebook-timeout", type=float, default=DEFAULT_SUBMISSION_TIMEOUT,
-                   help=f"seconds for one student's whole lab ({DEFAULT_SUBMISSION_TIMEOUT})")
-    p.add_argument("--memory", type=int, default=0,
+    p.add_argument("--cell-timeout", type=int, default=None,
+                   help=f"seconds per cell (nbgrader_config.py's c.Execute.timeout, else "
+                        f"{DEFAULT_CELL_TIMEOUT})")
+    p.add_argument("--notebook-timeout", type=float, default=None,
+                   help=f"seconds for one student's whole lab ({DEFAULT_NOTEBOOK_TIMEOUT})")
+    p.add_argument("--memory", type=int, default=None,
                    help="memory cap in MB for each submission's kernel (default: none)")
-    p.add_argument("--cpu-time", type=int, default=0,
+    p.add_argument("--cpu-time", type=int, default=None,
                    help="CPU seconds for each submission's kernel (default: the notebook "
                         "timeout times the CPU cores)")
-    p.add_argument("--max-processes", type=int, default=DEFAULT_MAX_PROCESSES,
+    p.add_argument("--max-processes", type=int, default=None,
                    help="processes and threads each sandboxed kernel may run "
                         f"({DEFAULT_MAX_PROCESSES})")
     p.add_argument("--no-sandbox", action="store_true",

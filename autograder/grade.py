@@ -23,7 +23,7 @@ from pathlib import Path
 from nbgrader.api import Gradebook, MissingEntry
 from tqdm.auto import tqdm
 
-from . import notebooks
+from . import notebooks, suspicious
 from . import sandbox as _sandbox
 from ._paths import (
     REPO_ROOT,
@@ -33,10 +33,12 @@ from ._paths import (
     tool_env,
 )
 from .build import generate_release
+from .config import DEFAULT_CELL_TIMEOUT, DEFAULT_NOTEBOOK_TIMEOUT, GradeConfig
 from .staging import stage_submission
 
-DEFAULT_SUBMISSION_TIMEOUT = 1800  # seconds for one student's whole lab
-DEFAULT_CELL_TIMEOUT = 180  # seconds per cell (nbgrader's own default, 30 s, fails busy machines)
+DEFAULT_SUBMISSION_TIMEOUT = DEFAULT_NOTEBOOK_TIMEOUT
+__all__ = ["DEFAULT_CELL_TIMEOUT", "DEFAULT_SUBMISSION_TIMEOUT", "GradeConfig", "GradeOptions",
+           "grade"]
 # Settings grading depends on, set by the grading worker itself so that a course folder without
 # our nbgrader_config.py grades the same (the config file mirrors them for plain nbgrader;
 # tests/test_autograder_units.py keeps the two in step).
@@ -89,23 +91,7 @@ class GradingInterrupted(CourseError):
         self.done, self.left = done, left
 
 
-@dataclass
-class GradeOptions:
-    """How ``course grade`` runs each submission."""
-
-    jobs: int = 1
-    cell_timeout: int = DEFAULT_CELL_TIMEOUT
-    notebook_timeout: float = DEFAULT_SUBMISSION_TIMEOUT
-    memory_mb: int = 0
-    max_output_bytes: int = 100_000
-    seed: int = 0
-    sandbox: bool = True  # False: --no-sandbox, submitted code runs with the grader's rights
-    max_processes: int = _sandbox.DEFAULT_MAX_PROCESSES
-    cpu_time: int = 0  # CPU seconds per kernel process; 0: the lab's time limit x CPU cores
-
-    def cpu_seconds(self) -> int:
-        """The CPU-time cap: ``cpu_time``, or the notebook timeout times the CPU cores."""
-        return self.cpu_time or int(self.notebook_timeout * (os.cpu_count() or 1))
+GradeOptions = GradeConfig  # the name the tests and benchmarks use
 
 
 def _worker_env(jobs: int) -> dict[str, str]:
@@ -119,7 +105,7 @@ def _worker_env(jobs: int) -> dict[str, str]:
 
 
 def autograde_one(lab: str, student: str, root: Path, db_url: str, release: Path,
-                  options: GradeOptions, mode: str = _sandbox.NO_SANDBOX) -> str:
+                  cfg: GradeConfig) -> str:
     """Stage, then autograde one student in a worker process; return "" or what went wrong.
 
     The worker runs in its own session so that a timeout kills it with its kernel; the
@@ -133,21 +119,20 @@ def autograde_one(lab: str, student: str, root: Path, db_url: str, release: Path
         report = stage_submission(root / SUBMITTED_DIR / student / lab, release,
                                   staged / student / lab)
         notes.extend(report.notes)
+        for path in sorted((staged / student / lab).glob("*.ipynb")):
+            notes.extend(suspicious.scan_notebook(notebooks.read(path), path.name))
         cmd = [sys.executable, "-m", "autograder.worker", f"--root={root}", f"--lab={lab}",
                f"--student={student}", f"--db={db_url}", f"--staged={staged}",
-               f"--cell-timeout={options.cell_timeout}", f"--memory={options.memory_mb}",
-               f"--max-output-bytes={options.max_output_bytes}", f"--seed={options.seed}",
-               f"--sandbox={mode}", f"--max-processes={options.max_processes}",
-               f"--cpu-time={options.cpu_seconds()}", f"--scratch={tmp}"]
-        proc = subprocess.Popen(cmd, cwd=root, env=_worker_env(options.jobs), text=True,
+               f"--config={cfg.to_json()}", f"--scratch={tmp}"]
+        proc = subprocess.Popen(cmd, cwd=root, env=_worker_env(cfg.jobs), text=True,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                 start_new_session=True)
         _RUNNING.add(proc)
         try:
-            out, err = proc.communicate(timeout=options.notebook_timeout)
+            out, err = proc.communicate(timeout=cfg.notebook_timeout)
         except subprocess.TimeoutExpired:
             _kill(proc)
-            notes.append(f"grading took longer than {options.notebook_timeout:.0f} s and was "
+            notes.append(f"grading took longer than {cfg.notebook_timeout:.0f} s and was "
                          "stopped")
             return "; ".join(notes)
         finally:
@@ -264,7 +249,7 @@ def _lab_table(results: list[StudentResult]) -> str:
 
 def grade(lab: str | None = None, root: Path = REPO_ROOT, db_url: str | None = None,
           students: list[str] | None = None,
-          options: GradeOptions | None = None) -> list[StudentResult]:
+          options: GradeConfig | None = None) -> list[StudentResult]:
     """Autograde the submissions under ``<root>/submitted`` and return per-task results.
 
     Args:
@@ -272,15 +257,15 @@ def grade(lab: str | None = None, root: Path = REPO_ROOT, db_url: str | None = N
         root: the course root (``source/``, ``submitted/``, the gradebook).
         db_url: SQLAlchemy URL of the gradebook; ``<root>/gradebook.db`` by default.
         students: restrict to these students (default: everyone who submitted).
-        options: jobs, timeouts, caps, sandbox (see :class:`GradeOptions`).
+        options: jobs, timeouts, caps, sandbox (see :class:`~autograder.config.GradeConfig`).
 
     Raises:
         SandboxUnavailable: ``options.sandbox`` is set and this machine offers no sandbox.
     """
     root = root.resolve()
     db_url = db_url or default_db_url(root)
-    options = options or GradeOptions()
-    mode = _sandbox.require(options.sandbox).mode
+    options = options or GradeConfig.for_course(root)
+    options = options.replace(sandbox_mode=_sandbox.require(options.sandbox).mode)
     results: list[StudentResult] = []
     for name in resolve_labs(lab, root):
         who = students if students is not None else find_students(name, root)
@@ -291,8 +276,8 @@ def grade(lab: str | None = None, root: Path = REPO_ROOT, db_url: str | None = N
             # and the blank release is what a missing or corrupt notebook is graded as.
             release = generate_release(name, root, Path(tmp), db_url=db_url)
             pool = ThreadPoolExecutor(max_workers=max(1, options.jobs))
-            futures = {pool.submit(autograde_one, name, s, root, db_url, release, options,
-                                   mode): s for s in who}
+            futures = {pool.submit(autograde_one, name, s, root, db_url, release,
+                                   options): s for s in who}
             problems = {}
             try:
                 for future in tqdm(as_completed(futures), total=len(futures), unit="submission",

@@ -1,29 +1,40 @@
-"""nbgrader preprocessors that close the failures plain nbgrader has in a batch.
+"""nbgrader preprocessors that make its autograde trustworthy and close its batch failures.
 
-- :class:`RobustExecute`: a kernel that dies (``os._exit``, a segfault, the memory cap) no longer
-  loses the notebook: the cells that ran keep their outputs and scores, the rest fail with
-  "KernelDied", and grading goes on. With ``sandbox_mode`` set, the kernel runs in the sandbox of
-  :mod:`autograder.sandbox` and whatever a cell leaves running is killed after it.
+- :class:`TrustedExecute`: the notebook's own cells (the student's answers, the instructor's
+  cells) run in the submission's kernel, sandboxed when ``sandbox_mode`` is set; test cells
+  never reach the kernel: :mod:`autograder.harness` runs them in this process against the
+  kernel, and writes their verdict as the cell's output (nothing, or one error). A kernel that
+  dies or ignores an interrupt is restarted, the cells that had finished are run again, and
+  grading goes on: only the cell that killed it fails.
+- :class:`ShowVisibleTests`: in the graded copy, each test cell keeps only its visible part, so
+  no hidden test appears in ``autograded/`` or in feedback.
 - :class:`LimitOutputBytes`: caps each cell's output in *bytes* (nbgrader's LimitOutput counts
   lines, so a 10 MB single-line print passes it).
 - :class:`HideTestCode`: for feedback, test cells show their description, name and failure
-  message, never their code or a traceback quoting it (nbgrader issue 917).
+  message, never their code (nbgrader issue 917).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from pathlib import Path
 from typing import Any
 
 from nbclient.exceptions import DeadKernelError
+from nbclient.util import run_sync
 from nbformat import NotebookNode
 from nbgrader.preprocessors import Execute, NbGraderPreprocessor
-from traitlets import Integer, Unicode
+from traitlets import Bool, Integer, Unicode
 
+from . import notebooks
+from .harness import DEFAULT_MAX_REPLY_BYTES, Harness, KernelLink, failure_output, split_hidden
 from .sandbox import NO_SANDBOX, SandboxCells, SandboxKernelManager
 
 KERNEL_DIED = "KernelDied"
-# Defined by autograder.kernel_startup; absent (a no-op) when a kernel runs without it.
-GUARD_CALL = "__import__('builtins').__dict__.get('__course_guard__', lambda: None)()\n"
+INTERRUPT_IGNORED = "InterruptIgnored"
+HIDDEN_NOTE = "# (hidden tests ran in the grader; they are not shown)"
+RESPONSIVE_SECONDS = 15  # a kernel that does not answer kernel_info in this time is stuck
 
 
 def _error(ename: str, evalue: str) -> NotebookNode:
@@ -31,51 +42,181 @@ def _error(ename: str, evalue: str) -> NotebookNode:
                         traceback=[f"{ename}: {evalue}"])
 
 
-class RobustExecute(SandboxCells, Execute):
-    """nbgrader's Execute, but a dead kernel fails only the cells it did not finish."""
+def is_test_cell(cell: NotebookNode) -> bool:
+    """An autograded test cell: graded code, not an answer."""
+    meta = notebooks.nbgrader_meta(cell)
+    return cell.cell_type == "code" and bool(meta.get("grade")) and not meta.get("solution")
+
+
+def is_setup_cell(cell: NotebookNode) -> bool:
+    """An instructor cell tagged ``setup``: its names are the tests' own (see docs/design.md)."""
+    meta = notebooks.nbgrader_meta(cell)
+    tags = cell.get("metadata", {}).get("tags", [])
+    return (cell.cell_type == "code" and isinstance(tags, list) and "setup" in tags
+            and not meta.get("solution") and not meta.get("grade"))
+
+
+class TrustedCells:
+    """The test and setup cells the harness runs, by ``grade_id``, from a trusted notebook."""
+
+    def __init__(self, nb: NotebookNode, visible_only: bool = False) -> None:
+        self.tests: dict[str, str] = {}
+        self.setup: dict[str, str] = {}
+        for cell in nb.cells:
+            grade_id = notebooks.nbgrader_meta(cell).get("grade_id")
+            if not isinstance(grade_id, str):
+                continue
+            if is_test_cell(cell):
+                source = cell.source
+                self.tests[grade_id] = split_hidden(source)[0] if visible_only else source
+            elif is_setup_cell(cell):
+                self.setup[grade_id] = cell.source
+
+
+class TrustedExecute(SandboxCells, Execute):
+    """nbgrader's Execute with test cells run by the trusted harness, not by the kernel."""
 
     sandbox_mode = Unicode(NO_SANDBOX, help="root, user (see autograder.sandbox) or none").tag(
         config=True)
+    trusted_dir = Unicode("", help="folder of the trusted notebooks (source/<lab>) whose test "
+                                   "and setup cells the harness runs; empty: the notebook's own "
+                                   "cells, visible parts only").tag(config=True)
+    seed = Integer(0, help="seed of every kernel and of the harness").tag(config=True)
+    max_reply_bytes = Integer(DEFAULT_MAX_REPLY_BYTES, help="cap on one kernel reply").tag(
+        config=True)
+    max_restarts = Integer(3, help="kernel restarts per notebook before the rest fails").tag(
+        config=True)
+    visible_only = Bool(False, help="run only the visible part of each test").tag(config=True)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         # nbgrader's Execute sets kernel_manager_class in its constructor, over any config.
         if self.sandbox_mode != NO_SANDBOX:
             self.kernel_manager_class = SandboxKernelManager
+        # A few seconds' delay of a cell's output on a loaded machine is not an error.
+        self.raise_on_iopub_timeout = False
 
-    def preprocess_cell(self, cell: NotebookNode, resources: Any, index: int):
-        """Run each test cell after ``__course_guard__()`` (see autograder.kernel_startup)."""
-        meta = cell.get("metadata", {}).get("nbgrader", {})
-        if cell.cell_type != "code" or not meta.get("grade") or meta.get("solution"):
-            return super().preprocess_cell(cell, resources, index)
-        source = cell.source
-        cell.source = GUARD_CALL + source
-        try:
-            return super().preprocess_cell(cell, resources, index)
-        finally:
-            cell.source = source
-
-    def on_cell_executed(self, **kwargs: Any) -> None:
-        super().on_cell_executed(**kwargs)
-        self._completed.add(kwargs["cell_index"])
+    def _trusted(self, nb: NotebookNode, resources: Any) -> TrustedCells:
+        name = (resources or {}).get("nbgrader", {}).get("notebook")
+        if self.trusted_dir and name:
+            path = Path(self.trusted_dir) / f"{name}.ipynb"
+            return TrustedCells(notebooks.read(path), self.visible_only)
+        return TrustedCells(nb, visible_only=True)
 
     def preprocess(self, nb: NotebookNode, resources: Any = None, km: Any = None):
-        self._completed: set[int] = set()
+        self._cells = self._trusted(nb, resources)
+        self._replay: list[str] = []
+        self._restarts = 0
+        self._dead = ""
+        self._link: KernelLink | None = None
+        self.harness = Harness(self.seed, self._make_link)
         try:
             return super().preprocess(nb, resources, km)
+        finally:
+            self.harness.close()
+
+    def _make_link(self) -> KernelLink:
+        if self._dead:
+            raise DeadKernelError(self._dead)
+        return KernelLink(self.km, timeout=self.timeout or 180, max_bytes=self.max_reply_bytes)
+
+    def preprocess_cell(self, cell: NotebookNode, resources: Any, index: int):
+        grade_id = notebooks.nbgrader_meta(cell).get("grade_id")
+        if cell.cell_type != "code":
+            return cell, resources
+        if grade_id in self._cells.tests:
+            return self._run_test(cell, grade_id), resources
+        if is_test_cell(cell):  # a test the trusted notebook does not have: never run
+            cell.outputs = [_error("UnknownTest", "this test cell is not part of the lab")]
+            return cell, resources
+        if self._dead:
+            cell.outputs = [_error(KERNEL_DIED, self._dead)]
+            return cell, resources
+        setup = self._cells.setup.get(grade_id) if isinstance(grade_id, str) else None
+        if setup is not None:
+            cell.source = setup
+        try:
+            super().preprocess_cell(cell, resources, index)
         except DeadKernelError:
-            self.log.warning("The kernel died; cells not run are marked as failed")
-            # Every code cell that got no reply (the one running when the kernel died and all
-            # after it) fails; cells that finished keep their outputs and so their scores.
-            for index, cell in enumerate(nb.cells):
-                if (cell.cell_type == "code" and cell.source.strip()
-                        and index not in self._completed):
-                    cell.outputs = [o for o in cell.get("outputs", [])
-                                    if o.get("output_type") == "stream"]
-                    cell.outputs.append(_error(
-                        KERNEL_DIED, "the kernel died (crash, os._exit, memory or CPU-time cap) "
-                        "before this cell finished; earlier cells keep their results"))
-            return nb, resources
+            cell.outputs = [o for o in cell.get("outputs", []) if o.get("output_type") == "stream"]
+            cell.outputs.append(_error(
+                KERNEL_DIED, "the kernel died (crash, os._exit, memory or CPU-time cap) while "
+                "this cell ran; it was restarted and the cells before were run again"))
+            self._recover("the kernel died")
+        else:
+            timed_out = any(o.get("ename") == "CellTimeoutError" for o in cell.outputs
+                            if o.get("output_type") == "error")
+            if timed_out and not self._responsive():
+                cell.outputs.append(_error(
+                    INTERRUPT_IGNORED, "the cell ignored the interrupt after its time limit; "
+                    "the kernel was restarted and the cells before were run again"))
+                self._recover("a cell ignored the interrupt")
+            elif cell.source.strip():
+                self._replay.append(cell.source)
+        if setup is not None:
+            self.harness.run_setup(grade_id, setup)
+        return cell, resources
+
+    def _run_test(self, cell: NotebookNode, grade_id: str) -> NotebookNode:
+        outcome = self.harness.run_test(grade_id, self._cells.tests[grade_id])
+        cell.outputs = [] if outcome.passed else [failure_output(outcome)]
+        link = self.harness.link
+        if link is not None and link.broken:  # a request timed out and the interrupt failed
+            self._recover(link.broken)
+        return cell
+
+    def _responsive(self) -> bool:
+        """Whether the kernel answers a kernel_info request within a few seconds."""
+        async def ask() -> bool:
+            msg_id = self.kc.kernel_info()
+            loop = asyncio.get_event_loop()
+            deadline = loop.time() + RESPONSIVE_SECONDS
+            while loop.time() < deadline:
+                try:
+                    msg = await self.kc.shell_channel.get_msg(timeout=1)
+                except Exception:  # noqa: BLE001 - queue.Empty and friends: keep waiting
+                    if not await self.km.is_alive():
+                        return False
+                    continue
+                if msg["parent_header"].get("msg_id") == msg_id:
+                    return True
+            return False
+
+        return run_sync(ask)()
+
+    def _recover(self, why: str) -> None:
+        """Restart the kernel and run again the cells that had finished; give up after a few."""
+        self.harness.reset_link()
+        self._restarts += 1
+        if self._restarts > self.max_restarts:
+            self._dead = (f"not run: {why}, and the kernel was restarted {self.max_restarts} "
+                          "times already")
+            return
+        try:
+            run_sync(self._restart)()
+        except Exception as exc:  # noqa: BLE001 - the kernel cannot be brought back
+            self._dead = f"not run: {why}, and the kernel could not be restarted ({exc})"
+
+    async def _restart(self) -> None:
+        with contextlib.suppress(Exception):
+            self.kc.stop_channels()
+        await self.km.restart_kernel(now=True)
+        await self.async_start_new_kernel_client()
+        for source in self._replay:
+            replay = NotebookNode(cell_type="code", source=source, metadata={}, outputs=[],
+                                  execution_count=None)
+            await self.async_execute_cell(replay, -1, store_history=False)
+
+
+class ShowVisibleTests(NbGraderPreprocessor):
+    """Keep only the visible part of each test cell (the graded copy and feedback show that)."""
+
+    def preprocess_cell(self, cell: NotebookNode, resources: Any, cell_index: int):
+        if is_test_cell(cell) and notebooks.BEGIN_HIDDEN in cell.source:
+            visible = notebooks.drop_region(cell.source, notebooks.BEGIN_HIDDEN,
+                                            notebooks.END_HIDDEN)
+            cell.source = f"{visible}\n{HIDDEN_NOTE}"
+        return cell, resources
 
 
 class LimitOutputBytes(NbGraderPreprocessor):

@@ -1,10 +1,11 @@
 """Grade one submission in this process: ``python -m autograder.worker ...``.
 
 ``course grade`` starts one worker per submission (``--jobs`` at a time), so a crash, a hang or a
-memory blow-up costs one student at most. The worker caps its own memory (the kernel inherits
-the cap), seeds and guards every kernel it starts (:mod:`autograder.kernel_startup`), runs
-nbgrader's autograde with the preprocessors of :mod:`autograder.nbgrader_ext`, and prints one
-JSON line with the outcome.
+memory blow-up costs one student at most. The worker takes its whole configuration as one JSON
+argument (:class:`~autograder.config.GradeConfig`), starts every kernel with the agent of
+:mod:`autograder.kernel_agent` (seeds, answers the harness), runs nbgrader's autograde with the
+preprocessors of :mod:`autograder.nbgrader_ext` (tests in this process, the notebook in the
+kernel), and prints one JSON line with the outcome.
 """
 
 from __future__ import annotations
@@ -19,15 +20,16 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from .grade import DEFAULT_CELL_TIMEOUT, IGNORED_STDERR
-from .sandbox import DEFAULT_MAX_PROCESSES, MODES, NO_SANDBOX
+from .config import GradeConfig
+from .grade import IGNORED_STDERR
+from .sandbox import NO_SANDBOX
 
 
 def seeded_ipython_dir(parent: Path, seed: int) -> Path:
-    """An IPYTHONDIR whose startup file is :mod:`autograder.kernel_startup` (seed and guard)."""
+    """An IPYTHONDIR whose startup file is :mod:`autograder.kernel_agent` (seed and agent)."""
     startup = parent / "ipython" / "profile_default" / "startup"
     startup.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(Path(__file__).with_name("kernel_startup.py"), startup / "00-course.py")
+    shutil.copyfile(Path(__file__).with_name("kernel_agent.py"), startup / "00-course-agent.py")
     os.environ["COURSE_SEED"] = str(seed)
     return parent / "ipython"
 
@@ -43,14 +45,12 @@ def cap_memory(megabytes: int) -> None:
 
 
 def autograde(root: Path, lab: str, student: str, db_url: str, staged: Path,
-              cell_timeout: int, max_output_bytes: int, sandbox: str = NO_SANDBOX,
-              max_processes: int = DEFAULT_MAX_PROCESSES, cpu_seconds: int = 0,
-              scratch: str = "") -> dict:
+              cfg: GradeConfig, scratch: str = "") -> dict:
     """Run nbgrader autograde for one student whose staged copy is ``staged/<student>/<lab>``.
 
-    ``sandbox`` is a mode of :mod:`autograder.sandbox`; with one, the kernel runs in a sandbox
-    with at most ``max_processes`` processes and ``cpu_seconds`` of CPU time (0: no cap), its
-    scratch folder made in ``scratch`` (default: the temp folder).
+    Test cells run in this process (:class:`~autograder.nbgrader_ext.TrustedExecute`), the
+    notebook's own cells in the kernel, sandboxed as ``cfg.sandbox_mode`` says, its scratch
+    folder made in ``scratch`` (default: the temp folder).
     """
     from nbconvert.preprocessors import ClearMetadataPreprocessor, CSSHTMLHeaderPreprocessor
     from nbgrader.apps.api import NbGraderAPI
@@ -64,27 +64,32 @@ def autograde(root: Path, lab: str, student: str, db_url: str, staged: Path,
     )
     from traitlets.config import Config
 
-    from .nbgrader_ext import HideTestCode, LimitOutputBytes, RobustExecute
+    from .nbgrader_ext import HideTestCode, LimitOutputBytes, ShowVisibleTests, TrustedExecute
 
+    sandbox = cfg.sandbox_mode or NO_SANDBOX
     config = Config()
     config.CourseDirectory.root = str(root)
     config.CourseDirectory.db_url = db_url
     config.CourseDirectory.submitted_directory = str(staged)
     config.Autograde.autograde_preprocessors = [
-        RobustExecute, IgnorePattern, ClearMetadataPreprocessor, LimitOutput, LimitOutputBytes,
-        SaveAutoGrades, AssignLatePenalties, CheckCellMetadata,
+        TrustedExecute, IgnorePattern, ClearMetadataPreprocessor, LimitOutput, LimitOutputBytes,
+        SaveAutoGrades, AssignLatePenalties, ShowVisibleTests, CheckCellMetadata,
     ]
-    config.Execute.timeout = cell_timeout
-    config.RobustExecute.sandbox_mode = sandbox
-    config.SandboxKernelManager.sandbox_mode = sandbox
-    config.SandboxKernelManager.max_processes = max_processes
-    config.SandboxKernelManager.cpu_seconds = cpu_seconds
-    config.SandboxKernelManager.scratch_parent = scratch
+    config.Execute.timeout = cfg.cell_timeout
     config.Execute.interrupt_on_timeout = True
+    config.TrustedExecute.sandbox_mode = sandbox
+    config.TrustedExecute.trusted_dir = str(root / "source" / lab)
+    config.TrustedExecute.seed = cfg.seed
+    config.TrustedExecute.max_reply_bytes = cfg.max_reply_bytes
+    config.TrustedExecute.visible_only = cfg.visible_only
+    config.SandboxKernelManager.sandbox_mode = sandbox
+    config.SandboxKernelManager.max_processes = cfg.max_processes
+    config.SandboxKernelManager.cpu_seconds = cfg.cpu_seconds()
+    config.SandboxKernelManager.scratch_parent = scratch
     config.IgnorePattern.enabled = True
     config.IgnorePattern.pattern = IGNORED_STDERR
     config.LimitOutput.max_lines = 200
-    config.LimitOutputBytes.max_bytes = max_output_bytes
+    config.LimitOutputBytes.max_bytes = cfg.max_output_bytes
     # Feedback shows each test's name, description and message, never its code.
     config.GenerateFeedback.preprocessors = [GetGrades, HideTestCode, CSSHTMLHeaderPreprocessor]
     api = NbGraderAPI(config=config)
@@ -102,10 +107,12 @@ def autograde(root: Path, lab: str, student: str, db_url: str, staged: Path,
 INCIDENTS = {
     "KernelDied": "the kernel died",
     "CellTimeoutError": "a cell timed out",
+    "InterruptIgnored": "a cell ignored the interrupt (the kernel was restarted)",
+    "KernelUnresponsive": "the kernel stopped answering the grader",
     "MemoryError": "out of memory",
     "BlockingIOError": "a process or thread could not start (process cap)",
+    "SetupError": "an instructor cell failed in the grader",
 }
-GUARD_MARK = "[course-guard] restored before this test: "
 
 
 def incidents(folder: Path) -> list[str]:
@@ -118,13 +125,6 @@ def incidents(folder: Path) -> list[str]:
         seen = {out.get("ename") for cell in nb.cells if cell.cell_type == "code"
                 for out in cell.get("outputs", []) if out.get("output_type") == "error"}
         notes += [f"{path.name}: {text}" for ename, text in INCIDENTS.items() if ename in seen]
-        replaced = sorted({name for cell in nb.cells if cell.cell_type == "code"
-                           for out in cell.get("outputs", [])
-                           for line in str(out.get("text", "")).splitlines()
-                           if line.startswith(GUARD_MARK)
-                           for name in line[len(GUARD_MARK):].split(", ")})
-        if replaced:
-            notes.append(f"{path.name}: FLAGGED FOR REVIEW, replaced {', '.join(replaced)}")
     return notes
 
 
@@ -135,24 +135,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--student", required=True)
     parser.add_argument("--db", required=True)
     parser.add_argument("--staged", required=True, help="folder holding <student>/<lab>")
-    parser.add_argument("--cell-timeout", type=int, default=DEFAULT_CELL_TIMEOUT)
-    parser.add_argument("--memory", type=int, default=0, help="MB; 0 = no cap")
-    parser.add_argument("--max-output-bytes", type=int, default=100_000)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--sandbox", choices=MODES, default=NO_SANDBOX)
-    parser.add_argument("--max-processes", type=int, default=DEFAULT_MAX_PROCESSES)
-    parser.add_argument("--cpu-time", type=int, default=0, help="CPU seconds; 0 = no cap")
+    parser.add_argument("--config", required=True, help="GradeConfig as JSON")
     parser.add_argument("--scratch", default="", help="folder for the sandbox's scratch")
     args = parser.parse_args(argv)
-    if args.memory:
-        cap_memory(args.memory)
+    cfg = GradeConfig.from_json(args.config)
+    if cfg.memory_mb:
+        cap_memory(cfg.memory_mb)
     with tempfile.TemporaryDirectory(prefix="course-worker-") as tmp:
-        os.environ["IPYTHONDIR"] = str(seeded_ipython_dir(Path(tmp), args.seed))
+        os.environ["IPYTHONDIR"] = str(seeded_ipython_dir(Path(tmp), cfg.seed))
         try:
             outcome = autograde(Path(args.root), args.lab, args.student, args.db,
-                                Path(args.staged), args.cell_timeout, args.max_output_bytes,
-                                args.sandbox, args.max_processes, args.cpu_time,
-                                args.scratch)
+                                Path(args.staged), cfg, args.scratch)
         except MemoryError:
             outcome = {"success": False, "error": "the grader ran out of memory", "log": ""}
     print(json.dumps(outcome))

@@ -8,10 +8,30 @@ and Integrated Gradients' completeness with a zero baseline is a real check.
 
 from __future__ import annotations
 
+import sys
+from typing import TypeVar
+
 import torch
 from torch import nn
 
-__all__ = ["TinyCNN", "CountingModel", "tiny_cnn", "tiny_input"]
+__all__ = ["TinyCNN", "CountingModel", "tiny_cnn", "tiny_input", "in_kernel"]
+
+T = TypeVar("T")
+
+
+def in_kernel(obj: T) -> T:
+    """The object as the student's code left it, for tests that check side effects.
+
+    In a notebook (the student's own kernel) this is ``obj`` itself. When grading, tests run in
+    the grader's process and the student's functions in their kernel, which receives a copy of
+    every argument: ``in_kernel(model)`` is that copy (after the calls so far), so
+    ``count_hooks(in_kernel(model))`` counts the hooks the student's code left on it, while
+    ``model`` itself stays the grader's untouched original for computing references.
+    """
+    # The grader sets autograder.harness.KERNEL_COPY while it runs a test cell; in a notebook
+    # that module is not even imported.
+    resolve = getattr(sys.modules.get("autograder.harness"), "KERNEL_COPY", None)
+    return obj if resolve is None else resolve(obj)
 
 
 class TinyCNN(nn.Module):

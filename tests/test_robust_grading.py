@@ -138,8 +138,8 @@ def test_every_submission_gets_exactly_its_expected_score(batch):
     ("empty_folder", "no notebooks submitted"), ("extra_notebook", "notes.ipynb: not part"),
     ("renamed_notebook", "quiz.ipynb: missing"), ("duplicated_cell", "appears twice"),
     ("duplicated_cell", "restored to code"), ("deleted_test", "test_task1_add was deleted"),
-    ("patches_abs", "FLAGGED FOR REVIEW, replaced builtins.abs"),
-    ("hides_errors", "FLAGGED FOR REVIEW, replaced IPython shell showtraceback"),
+    ("patches_abs", "FLAGGED FOR REVIEW, uses the builtins"),
+    ("hides_errors", "FLAGGED FOR REVIEW, uses the IPython shell, the shell's traceback"),
 ])
 def test_problems_are_named_per_student(batch, student, words):
     _, _, results, _ = batch

@@ -1,0 +1,116 @@
+"""One place for grading settings: :class:`GradeConfig`, built once, handed to workers whole.
+
+``course grade`` and ``course check`` build it from three layers, later ones winning: the
+defaults below, the course's ``nbgrader_config.py`` (``c.Execute.timeout`` for the cell timeout),
+and the command line. A worker receives it as one JSON argument (:meth:`GradeConfig.to_json`)
+and reads nothing else, so a course folder grades the same whichever command started it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+DEFAULT_CELL_TIMEOUT = 180  # seconds per cell (nbgrader's own default, 30 s, fails busy machines)
+DEFAULT_NOTEBOOK_TIMEOUT = 1800  # seconds for one student's whole lab
+DEFAULT_MAX_PROCESSES = 256  # per sandboxed kernel, threads included (torch, OpenMP, ipykernel)
+DEFAULT_MAX_OUTPUT_BYTES = 100_000  # text per cell in the graded copy
+DEFAULT_MAX_REPLY_BYTES = 512 * 2**20  # one reply from the kernel to the harness
+
+
+@dataclass(frozen=True)
+class GradeConfig:
+    """How submissions are run and graded; every default lives here.
+
+    Attributes:
+        jobs: submissions graded at once.
+        cell_timeout: seconds a cell (or one request of a test) may run.
+        notebook_timeout: seconds one student's whole lab may take.
+        memory_mb: memory cap of each kernel in MB (0: none).
+        max_output_bytes: text output kept per cell in the graded copy.
+        seed: the seed every kernel (and the harness) starts from.
+        sandbox: run kernels in the sandbox (False: ``--no-sandbox``).
+        sandbox_mode: the sandbox mode in force (``root``, ``user``, ``none``), set by the
+            coordinator once it has checked the machine; empty until then.
+        max_processes: processes and threads a sandboxed kernel may run.
+        cpu_time: CPU seconds of a kernel (0: the notebook timeout times the CPU cores).
+        max_reply_bytes: cap on one reply the kernel sends the harness.
+        visible_only: run only the visible part of each test (``course check``).
+    """
+
+    jobs: int = 1
+    cell_timeout: int = DEFAULT_CELL_TIMEOUT
+    notebook_timeout: float = DEFAULT_NOTEBOOK_TIMEOUT
+    memory_mb: int = 0
+    max_output_bytes: int = DEFAULT_MAX_OUTPUT_BYTES
+    seed: int = 0
+    sandbox: bool = True
+    sandbox_mode: str = ""
+    max_processes: int = DEFAULT_MAX_PROCESSES
+    cpu_time: int = 0
+    max_reply_bytes: int = DEFAULT_MAX_REPLY_BYTES
+    visible_only: bool = False
+
+    def cpu_seconds(self) -> int:
+        """The CPU-time cap: ``cpu_time``, or the notebook timeout times the CPU cores."""
+        return self.cpu_time or int(self.notebook_timeout * (os.cpu_count() or 1))
+
+    def replace(self, **changes: Any) -> GradeConfig:
+        """A copy with ``changes`` (unknown names raise TypeError)."""
+        return dataclasses.replace(self, **changes)
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> GradeConfig:
+        """The config a coordinator sent; unknown or ill-typed fields raise ValueError."""
+        data = json.loads(text)
+        if not isinstance(data, dict):
+            raise ValueError("a grading config must be a JSON object")
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = set(data) - set(fields)
+        if unknown:
+            raise ValueError(f"unknown grading settings: {sorted(unknown)}")
+        for name, value in data.items():
+            expected = type(getattr(cls(), name))
+            if expected is float and isinstance(value, int):
+                continue
+            if type(value) is not expected:
+                raise ValueError(f"grading setting {name} should be {expected.__name__}, got "
+                                 f"{type(value).__name__}")
+        return cls(**data)
+
+    @classmethod
+    def for_course(cls, root: Path, **cli: Any) -> GradeConfig:
+        """Defaults, then the course's ``nbgrader_config.py``, then the command line.
+
+        ``cli`` holds the command-line values; a value of None means "not given".
+        """
+        layered: dict[str, Any] = course_settings(root)
+        layered.update({k: v for k, v in cli.items() if v is not None})
+        return cls(**layered)
+
+
+def course_settings(root: Path) -> dict[str, Any]:
+    """The grading settings a course's ``nbgrader_config.py`` sets (the cell timeout)."""
+    path = Path(root) / "nbgrader_config.py"
+    if not path.is_file():
+        return {}
+    from traitlets.config.loader import PyFileConfigLoader
+
+    try:
+        config = PyFileConfigLoader(path.name, path=str(path.parent)).load_config()
+    except Exception as exc:  # noqa: BLE001 - the instructor's file: say which and why
+        from ._paths import CourseError
+
+        raise CourseError(f"{path} cannot be read ({exc}); fix it and run again.") from exc
+    settings: dict[str, Any] = {}
+    timeout = config.get("Execute", {}).get("timeout")
+    if isinstance(timeout, int) and timeout > 0:
+        settings["cell_timeout"] = timeout
+    return settings

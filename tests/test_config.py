@@ -1,0 +1,37 @@
+"""GradeConfig (autograder/config.py): one set of grading settings, built once, sent whole."""
+
+from __future__ import annotations
+
+import pytest
+
+from autograder.config import DEFAULT_CELL_TIMEOUT, GradeConfig
+
+
+def test_json_round_trip_is_exact():
+    cfg = GradeConfig(jobs=3, memory_mb=512, sandbox=False, sandbox_mode="none", seed=7)
+    assert GradeConfig.from_json(cfg.to_json()) == cfg
+
+
+@pytest.mark.parametrize("text, words", [
+    ('{"jobs": 2, "surprise": 1}', "unknown grading settings"),
+    ('{"jobs": "2"}', "jobs should be int"),
+    ('{"sandbox": 1}', "sandbox should be bool"),
+    ("[1, 2]", "JSON object"),
+])
+def test_from_json_refuses_what_it_does_not_know(text, words):
+    with pytest.raises(ValueError, match=words):
+        GradeConfig.from_json(text)
+
+
+def test_layers_defaults_then_course_config_then_command_line(tmp_path):
+    assert GradeConfig.for_course(tmp_path).cell_timeout == DEFAULT_CELL_TIMEOUT
+    (tmp_path / "nbgrader_config.py").write_text("c = get_config()\nc.Execute.timeout = 42\n")
+    assert GradeConfig.for_course(tmp_path).cell_timeout == 42
+    cfg = GradeConfig.for_course(tmp_path, cell_timeout=7, memory_mb=None)
+    assert (cfg.cell_timeout, cfg.memory_mb) == (7, 0)
+
+
+def test_check_and_grade_share_the_defaults():
+    from autograder.check import DEFAULT_CELL_TIMEOUT as CHECK_TIMEOUT
+
+    assert CHECK_TIMEOUT == GradeConfig().cell_timeout == DEFAULT_CELL_TIMEOUT
