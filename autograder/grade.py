@@ -34,6 +34,7 @@ from ._paths import (
 )
 from .build import generate_release
 from .config import DEFAULT_CELL_TIMEOUT, DEFAULT_NOTEBOOK_TIMEOUT, GradeConfig
+from .safe_output import csv_cell, one_line, printable, safe_name
 from .staging import stage_submission
 
 DEFAULT_SUBMISSION_TIMEOUT = DEFAULT_NOTEBOOK_TIMEOUT
@@ -74,11 +75,22 @@ def default_db_url(root: Path) -> str:
 
 
 def find_students(lab: str, root: Path) -> list[str]:
-    """Students with a folder ``submitted/<student>/<lab>``, sorted."""
+    """Students with an entry ``submitted/<student>/<lab>``, sorted.
+
+    Entries are listed without following links: a symbolic link to a classmate's folder is
+    still that student's (staging then grades it as blank and says why).
+    """
     submitted = root / SUBMITTED_DIR
     if not submitted.is_dir():
         return []
-    return sorted(p.name for p in submitted.iterdir() if (p / lab).is_dir())
+    found = []
+    for entry in submitted.iterdir():
+        try:
+            (entry / lab).lstat()  # exists (a folder, or a link staging will refuse)
+        except OSError:
+            continue
+        found.append(entry.name)
+    return sorted(found)
 
 
 class GradingInterrupted(CourseError):
@@ -214,9 +226,9 @@ def write_csv(results: list[StudentResult], path: Path) -> Path:
         writer.writerow(["student", "lab", *[f"task{t}" for t in tasks], "auto_score",
                          "auto_max", "manual_pending", "problem"])
         for r in results:
-            writer.writerow([r.student, r.lab,
-                             *[_fmt(r.tasks[t][0]) if t in r.tasks else "" for t in tasks],
-                             _fmt(r.auto_score), _fmt(r.auto_max), _fmt(r.manual), r.problem])
+            row = [r.student, r.lab, *[_fmt(r.tasks[t][0]) if t in r.tasks else "" for t in tasks],
+                   _fmt(r.auto_score), _fmt(r.auto_max), _fmt(r.manual), r.problem]
+            writer.writerow([csv_cell(cell) for cell in row])  # no cell can start a formula
     return path
 
 
@@ -237,9 +249,9 @@ def _lab_table(results: list[StudentResult]) -> str:
     tasks = sorted({t for r in results for t in r.tasks})
     maxima = {t: max(r.tasks[t][1] for r in results if t in r.tasks) for t in tasks}
     header = ["student", "lab", *[f"T{t}/{_fmt(maxima[t])}" for t in tasks], "auto", "problem"]
-    rows = [[r.student, r.lab,
+    rows = [[one_line(r.student), r.lab,
              *[_fmt(r.tasks[t][0]) if t in r.tasks else "-" for t in tasks],
-             f"{_fmt(r.auto_score)}/{_fmt(r.auto_max)}", r.problem] for r in results]
+             f"{_fmt(r.auto_score)}/{_fmt(r.auto_max)}", one_line(r.problem)] for r in results]
     widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
     lines = ["  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
              for row in [header, *rows]]
@@ -269,6 +281,11 @@ def grade(lab: str | None = None, root: Path = REPO_ROOT, db_url: str | None = N
     results: list[StudentResult] = []
     for name in resolve_labs(lab, root):
         who = students if students is not None else find_students(name, root)
+        refused = [s for s in who if not safe_name(s)]
+        who = [s for s in who if safe_name(s)]
+        results.extend(StudentResult(student=printable(s), lab=name, problem=(
+            "folder name not allowed (control characters, a path separator, or a leading dot "
+            "or dash): rename the folder and grade again; not graded")) for s in refused)
         if not who:
             continue
         with tempfile.TemporaryDirectory(prefix="course-grade-") as tmp:

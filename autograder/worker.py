@@ -65,6 +65,7 @@ def autograde(root: Path, lab: str, student: str, db_url: str, staged: Path,
     from traitlets.config import Config
 
     from .nbgrader_ext import HideTestCode, LimitOutputBytes, ShowVisibleTests, TrustedExecute
+    from .safe_output import SanitizeNotebook
 
     sandbox = cfg.sandbox_mode or NO_SANDBOX
     config = Config()
@@ -74,6 +75,7 @@ def autograde(root: Path, lab: str, student: str, db_url: str, staged: Path,
     config.Autograde.autograde_preprocessors = [
         TrustedExecute, IgnorePattern, ClearMetadataPreprocessor, LimitOutput, LimitOutputBytes,
         SaveAutoGrades, AssignLatePenalties, ShowVisibleTests, CheckCellMetadata,
+        SanitizeNotebook,  # last: the graded copy the formgrader renders holds no active HTML
     ]
     config.Execute.timeout = cfg.cell_timeout
     config.Execute.interrupt_on_timeout = True
@@ -90,8 +92,9 @@ def autograde(root: Path, lab: str, student: str, db_url: str, staged: Path,
     config.IgnorePattern.pattern = IGNORED_STDERR
     config.LimitOutput.max_lines = 200
     config.LimitOutputBytes.max_bytes = cfg.max_output_bytes
-    # Feedback shows each test's name, description and message, never its code.
-    config.GenerateFeedback.preprocessors = [GetGrades, HideTestCode, CSSHTMLHeaderPreprocessor]
+    # Feedback shows each test's name, description and message, never its code or active HTML.
+    config.GenerateFeedback.preprocessors = [GetGrades, HideTestCode, SanitizeNotebook,
+                                             CSSHTMLHeaderPreprocessor]
     api = NbGraderAPI(config=config)
     result = api.autograde(lab, student, force=True, create=True)
     outcome = {"success": bool(result.get("success")), "error": result.get("error") or "",
@@ -125,6 +128,11 @@ def incidents(folder: Path) -> list[str]:
         seen = {out.get("ename") for cell in nb.cells if cell.cell_type == "code"
                 for out in cell.get("outputs", []) if out.get("output_type") == "error"}
         notes += [f"{path.name}: {text}" for ename, text in INCIDENTS.items() if ename in seen]
+        removed = nb.metadata.get("autograder", {}).get("sanitized", [])
+        if isinstance(removed, list) and removed:
+            notes.append(f"{path.name}: FLAGGED FOR REVIEW, active HTML removed ("
+                         f"{'; '.join(str(r) for r in removed[:3])}"
+                         f"{'; ...' if len(removed) > 3 else ''})")
     return notes
 
 
