@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 # Tests and the demo never touch a real torch cache and never need the network: TORCH_HOME is a
-# private folder holding stand-in weights (see DESIGN.md, "Weights and offline use").
+# private folder holding stand-in weights (see docs/design.md, "Weights and offline use").
 STANDIN_HOME := $(CURDIR)/.cache/torch-standin
 RUN_ENV := PATH="$(CURDIR)/$(VENV)/bin:$$PATH" TORCH_HOME="$(STANDIN_HOME)" MPLBACKEND=Agg \
 	PYTHONHASHSEED=0 OMP_NUM_THREADS=$${OMP_NUM_THREADS:-2}

@@ -17,7 +17,7 @@ b. Occlusion (Task 9, ``3_attributions``): Captum ``Occlusion`` with a 32-pixel 
    16 on a 1 x 3 x 224 x 224 image (169 positions, one forward pass each), evaluated
    ``perturbations_per_eval=32`` positions per forward pass versus one at a time. Also prints an
    *estimate* of the 15 x 15 window at stride 8 (729 positions), from timing a fraction of its
-   positions, to document the trap listed in DESIGN.md ("Known traps").
+   positions, to document the trap listed in docs/design.md ("Environment and known traps").
 c. Integrated Gradients (Task 6 and 9) with ``n_steps=50``: ``internal_batch_size=25`` (two
    batches of 25 path points) versus none (all 50 in one batch). Prints the time ratio and
    the extra peak resident memory of each call (see ``reset_peak_memory``; Linux only), which is
@@ -336,7 +336,7 @@ def bench_occlusion(model: nn.Module, x: Tensor, target: int, repeats: int, samp
     estimate, total = estimate_occlusion_seconds(model, x, 15, 8, batch=32, sample=sample)
     per_position = {k: median(v) / n_positions for k, v in times.items()}
     print(
-        f"\n   Estimate for the trap in DESIGN.md, window 15 stride 8: {total} positions "
+        f"\n   Estimate for the trap in docs/design.md, window 15 stride 8: {total} positions "
         f"({total / n_positions:.1f}x as many as 32/16).\n"
         f"   - from timing {sample} of its positions in batches of 32 (model only): "
         f"~{estimate:.0f} s\n"

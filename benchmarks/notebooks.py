@@ -1,6 +1,6 @@
 """How long each source notebook of a lab takes to run top to bottom, and which cells cost most.
 
-DESIGN.md asks that each notebook of a lab run on a laptop CPU in about a minute, and nbgrader
+docs/design.md asks that each notebook of a lab run on a laptop CPU in about a minute, and nbgrader
 kills a cell that runs past ``c.Execute.timeout`` (``nbgrader_config.py``). This script executes
 every notebook of ``source/<lab>`` (``--lab``, default ``lab1_interpretability``; solutions and
 hidden tests included, as ``nbgrader autograde`` would) with nbclient, kernel ``python3``, in a

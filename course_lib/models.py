@@ -4,9 +4,9 @@ The labs look inside torchvision's ImageNet classifiers. This module knows, for 
 architecture, which layers the labs call "stages" and which conv block Grad-CAM uses
 (``MODEL_SPECS``), loads a model with its weights (``load_model``), pre-fetches weights for an
 offline grading machine (``fetch_weights``), and writes *stand-in* weights for tests and demos
-that must run without network (``write_standin_weights``; see DESIGN.md "Weights and offline
+that must run without network (``write_standin_weights``; see docs/design.md "Weights and offline
 use"). ``prepare_for_attribution`` returns a copy that Captum's DeepLift, Guided Backprop and
-full backward hooks accept (DESIGN.md "Known traps").
+full backward hooks accept (docs/design.md, "Environment and known traps").
 """
 
 from __future__ import annotations

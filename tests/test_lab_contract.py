@@ -1,7 +1,9 @@
-"""The task contract of DESIGN.md, checked on every source notebook (fast, no execution)."""
+"""The task contract of docs/design.md, checked on every source notebook (fast, no execution)."""
 
 from __future__ import annotations
 
+import ast
+import builtins
 import re
 from collections import defaultdict
 
@@ -10,6 +12,8 @@ import pytest
 
 from autograder import notebooks
 from autograder._paths import list_labs
+from autograder.harness import python_source
+from autograder.nbgrader_ext import is_setup_cell, is_test_cell
 
 from ._course import graded_cells, lab_notebooks
 
@@ -98,3 +102,99 @@ def test_manual_answers_carry_a_marking_scheme(lab):
                and notebooks.nbgrader_meta(c).get("grade")]
     for cell in answers:
         assert notebooks.BEGIN_SCHEME in cell.source, notebooks.nbgrader_meta(cell)["grade_id"]
+
+
+# --- tests that run in both places (docs/design.md, "Tests that run in both places") --------
+
+def _stores(tree: ast.AST) -> set[str]:
+    """Names a piece of code binds anywhere (assignments, defs, imports, arguments, loops)."""
+    out: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name) and isinstance(node.ctx, (ast.Store, ast.Del)):
+            out.add(node.id)
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            out.add(node.name)
+        elif isinstance(node, ast.arg):
+            out.add(node.arg)
+        elif isinstance(node, ast.ExceptHandler) and node.name:
+            out.add(node.name)
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            out.update((a.asname or a.name).split(".")[0] for a in node.names)
+    return out
+
+
+def _loads(tree: ast.AST) -> set[str]:
+    return {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
+
+
+def _cells(path):
+    """(setup names, answer names, [(grade_id, test source)]) of one source notebook."""
+    setup, answers, tests = set(), set(), []
+    for cell in notebooks.read(path).cells:
+        meta = notebooks.nbgrader_meta(cell)
+        if cell.cell_type != "code":
+            continue
+        if is_setup_cell(cell):
+            setup |= _stores(ast.parse(python_source(cell.source)))
+        elif meta.get("solution"):
+            answers |= _stores(ast.parse(notebooks.solution_text(cell.source)))
+        elif is_test_cell(cell):
+            tests.append((meta["grade_id"], cell.source))
+    return setup, answers, tests
+
+
+@pytest.mark.parametrize("lab", LABS)
+def test_test_cells_use_only_setup_names_answers_and_their_own(lab):
+    """A test runs in the grader: the notebook's other instructor cells never run there."""
+    for path in lab_notebooks("source", lab):
+        setup, answers, tests = _cells(path)
+        for grade_id, source in tests:
+            tree = ast.parse(source)
+            free = _loads(tree) - _stores(tree) - setup - answers - set(dir(builtins))
+            assert not free, (f"{path.name}: {grade_id} uses {sorted(free)}, defined by no "
+                              "setup-tagged cell and no answer: tag the cell that defines it "
+                              "'setup' (and keep it free of student names)")
+
+
+@pytest.mark.parametrize("lab", LABS)
+def test_setup_cells_never_use_the_students_names(lab):
+    for path in lab_notebooks("source", lab):
+        nb = notebooks.read(path)
+        _, answers, _ = _cells(path)
+        for cell in nb.cells:
+            if is_setup_cell(cell):
+                tree = ast.parse(python_source(cell.source))
+                used = (_loads(tree) - _stores(tree)) & answers
+                assert not used, f"{path.name}: a setup cell uses the student's {sorted(used)}"
+                assert notebooks.nbgrader_meta(cell).get("locked"), "setup cells are locked"
+
+
+@pytest.mark.parametrize("lab", LABS)
+def test_test_cells_follow_the_rules_of_the_harness(lab):
+    for path in lab_notebooks("source", lab):
+        for grade_id, source in _cells(path)[2]:
+            where = f"{path.name}: {grade_id}"
+            assert source.count(notebooks.BEGIN_HIDDEN) <= 1, f"{where}: one hidden part"
+            for line in source.splitlines():
+                if notebooks.BEGIN_HIDDEN in line or notebooks.END_HIDDEN in line:
+                    assert line == line.lstrip(), f"{where}: hidden markers at top level"
+            assert not re.search(r"^\s*[%!]", source, re.MULTILINE), f"{where}: no magics"
+            tree = ast.parse(source)
+            kernel_copies = {t.id for node in ast.walk(tree) if isinstance(node, ast.Assign)
+                             and _calls(node.value, "in_kernel") for t in node.targets
+                             if isinstance(t, ast.Name)}
+            for node in ast.walk(tree):
+                assert not _calls(node, "type"), (
+                    f"{where}: type(x) is the proxy's class in the grader; use x.__class__ or "
+                    "isinstance")
+                if _calls(node, "count_hooks"):
+                    arg = node.args[0]
+                    assert _calls(arg, "in_kernel") or (
+                        isinstance(arg, ast.Name) and arg.id in kernel_copies), (
+                        f"{where}: count_hooks() of the grader's own copy cannot fail; count "
+                        "the hooks of in_kernel(model)")
+
+
+def _calls(node: ast.AST, name: str) -> bool:
+    return (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
+            and node.func.id == name)
