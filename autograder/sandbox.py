@@ -16,7 +16,18 @@ records the scores itself. The kernel runs under ``bwrap`` (bubblewrap) with:
   counted per uid, is each kernel's own) with no capabilities and ``no_new_privs``; when it runs
   as an ordinary user: a user namespace, and the kernel keeps that user's uid;
 - rlimits set inside the sandbox with ``prlimit``: processes (threads count), CPU seconds, file
-  size; the memory cap (RLIMIT_DATA) comes from the worker and is inherited.
+  size; RLIMIT_DATA comes from the worker and is inherited;
+- size caps on every writable file system: the private ``/tmp`` and ``/dev/shm`` are tmpfs of
+  ``tmp_mb`` each, the home a tmpfs of ``home_mb`` filled with a copy of the prepared scratch
+  home (read-only at :data:`HOME_SOURCE`) before the uid drop; ``/dev`` is read-only;
+- where this process can make a memory cgroup (v1 or v2, as root as a rule), the kernel, bwrap
+  and every process they start run in a fresh cgroup capped at ``memory_mb`` with swap off, so
+  shared memory and tmpfs files count too (:func:`memory_cap_description`);
+- keyrings: the kernel gets a fresh session keyring of its own (not the grader's), and in root
+  mode the uid's user, user-session and persistent keyrings are cleared before the kernel starts
+  and after it ends, and any process left with that uid is killed before the uid is released;
+- in root mode the runtime folder (connection file, sockets: the one host folder the kernel
+  writes to) is given back to root as soon as the kernel has made its sockets.
 
 After every cell the grader kills every process left in the kernel's pid namespace except the
 kernel (:meth:`SandboxKernelManager.kill_strays`), so a fork bomb costs one failed cell.
@@ -24,13 +35,17 @@ kernel (:meth:`SandboxKernelManager.kill_strays`), so a fork bomb costs one fail
 
 from __future__ import annotations
 
+import asyncio
+import errno
 import fcntl
 import functools
 import importlib.util
 import os
 import pwd
+import re
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import tempfile
@@ -54,9 +69,17 @@ UID_BASE = 47000  # uids UID_BASE .. UID_BASE + UID_COUNT - 1, skipping any in /
 UID_COUNT = 1000
 DEFAULT_MAX_PROCESSES = 256  # per kernel, threads included (torch, OpenMP, ipykernel)
 MAX_FILE_BYTES = 2 * 2**30  # RLIMIT_FSIZE: no single file written above 2 GiB
+DEFAULT_TMP_MB = 1024  # each of the kernel's /tmp and /dev/shm (tmpfs, RAM)
+DEFAULT_HOME_MB = 1024  # the kernel's home (tmpfs, RAM), its copy of the submission included
+MB = 2**20
 MAX_PARENT_CHARS = 60  # a Unix socket path has at most 107 bytes: parent/course-sandbox-*/run/...
 HOME = "/home/student"  # the kernel's home inside the sandbox; its cwd is HOME/work
 WORKDIR = f"{HOME}/work"
+HOME_SOURCE = "/run/course-home"  # the prepared scratch home, read-only, copied into HOME
+CGROUP_PREFIX = "course-kernel-"  # memory cgroups made here: course-kernel-<worker pid>-<n>
+# keyctl's syscall number per machine (os.uname().machine); elsewhere keyrings are left alone
+KEYCTL_SYSCALL = {"x86_64": 250, "aarch64": 219, "riscv64": 219, "i686": 288, "i386": 288,
+                  "armv7l": 311, "ppc64le": 271, "s390x": 280}
 INSTALL_HINT = ("install bubblewrap (Debian/Ubuntu: `apt-get install bubblewrap`, Fedora: "
                 "`dnf install bubblewrap`)")
 # /etc is not bound whole: a system-wide Jupyter or nbgrader config there may hold a database
@@ -126,7 +149,7 @@ def detect() -> Protection:
     version = subprocess.run([bwrap, "--version"], capture_output=True, text=True,
                              check=False).stdout.strip() or "bubblewrap"
     probe = [bwrap, *_namespace_args(mode), "--ro-bind", "/", "/", "--proc", "/proc",
-             "--dev", "/dev", "--"]
+             "--dev", "/dev", *_tmpfs("/tmp", 1), "--"]
     if mode == ROOT_MODE:
         probe += _drop_privileges(_free_uid_candidates()[0]) + ["true"]
     else:
@@ -139,6 +162,9 @@ def detect() -> Protection:
         why = (done.stderr.strip().splitlines() or [f"exit status {done.returncode}"])[-1]
         hint = ("" if mode == ROOT_MODE else "; unprivileged user namespaces may be disabled "
                 "(sysctl kernel.unprivileged_userns_clone / user.max_user_namespaces)")
+        if "--size" in why or "--perms" in why:  # size caps of /tmp, /dev/shm and the home
+            hint = ("; the tmpfs size caps need bubblewrap 0.7 or later, installed without "
+                    "the setuid bit (a setuid bwrap refuses --size)")
         return Protection(NO_SANDBOX, f"bubblewrap cannot create a sandbox here: {why}{hint}")
     return Protection(mode, version)
 
@@ -184,15 +210,90 @@ def _free_uid_candidates() -> list[int]:
     return [u for u in range(UID_BASE, UID_BASE + UID_COUNT) if u not in taken]
 
 
-def _running_uids() -> set[int]:
-    uids = set()
+def _process_uids() -> dict[int, set[int]]:
+    """Every process's real, effective, saved and file-system uids, by pid.
+
+    Read from ``status``: the owner of ``/proc/PID`` is root for a process that made itself
+    non-dumpable, whatever its uid.
+    """
+    uids: dict[int, set[int]] = {}
     for entry in os.scandir("/proc"):
-        if entry.name.isdigit():
-            try:
-                uids.add(entry.stat().st_uid)
-            except OSError:
-                continue
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/status") as fh:
+                line = next((ln for ln in fh if ln.startswith("Uid:")), "")
+        except OSError:
+            continue
+        uids[int(entry.name)] = {int(u) for u in line.split()[1:]}
     return uids
+
+
+def _running_uids() -> set[int]:
+    return set().union(*_process_uids().values())
+
+
+def kill_uid(uid: int, wait_s: float = 5.0) -> int:
+    """SIGKILL every process running with ``uid`` (any of its uids); returns how many."""
+    killed, deadline = 0, time.monotonic() + wait_s
+    while time.monotonic() < deadline:
+        pids = [pid for pid, uids in _process_uids().items() if uid in uids]
+        if not pids:
+            break
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+                killed += 1
+            except ProcessLookupError:
+                pass
+        time.sleep(0.02)
+    return killed
+
+
+# Run as root (argv: the uid, keyctl's syscall number): become the uid, join a session keyring
+# of its own, empty the uid's user, user-session and persistent keyrings. Exit status 0 when
+# done or when keyrings are unavailable to everyone here (keyctl blocked or absent). Started as
+# root and then switched: the uid may not reach the Python environment on the host.
+CLEAR_KEYS_CODE = """\
+import ctypes, errno, os, sys
+uid, number = int(sys.argv[1]), int(sys.argv[2])
+os.setgroups([])
+os.setresgid(uid, uid, uid)
+os.setresuid(uid, uid, uid)
+call = ctypes.CDLL(None, use_errno=True).syscall
+call.restype = ctypes.c_long
+def keyctl(*args):
+    done = call(ctypes.c_long(number), *(ctypes.c_long(a) for a in args))
+    return done, (ctypes.get_errno() if done < 0 else 0)
+if keyctl(1, 0)[1] in (errno.ENOSYS, errno.EPERM):  # KEYCTL_JOIN_SESSION_KEYRING, new one
+    sys.exit(0)
+ring, err = keyctl(22, -1, -3)  # KEYCTL_GET_PERSISTENT of this uid, into that session
+rings = [-4, -5] + ([ring] if ring > 0 else [])  # user, user-session keyrings
+if err not in (0, errno.EOPNOTSUPP, errno.ENOSYS):
+    sys.exit(f"keyctl get_persistent: {errno.errorcode.get(err, err)}")
+for ring in rings:
+    err = keyctl(7, ring)[1]  # KEYCTL_CLEAR
+    if err:
+        sys.exit(f"keyctl clear {ring}: {errno.errorcode.get(err, err)}")
+"""
+
+
+def clear_keyrings(uid: int) -> None:
+    """Empty the user, user-session and persistent keyrings of ``uid`` (root only).
+
+    Kernel keyrings are per uid, not per namespace: a key one kernel links there would be
+    found by the next kernel running with the same uid.
+    """
+    number = KEYCTL_SYSCALL.get(os.uname().machine)
+    if number is None:
+        return
+    done = subprocess.run([sys.executable, "-I", "-S", "-c", CLEAR_KEYS_CODE, str(uid),
+                           str(number)], env={}, cwd="/", capture_output=True, text=True,
+                          timeout=30, check=False)
+    if done.returncode != 0:
+        why = (done.stderr.strip().splitlines() or [f"exit status {done.returncode}"])[-1]
+        raise CourseError(f"Could not clear the keyrings of sandbox uid {uid}: {why}. Run "
+                          "the grader as root on a Linux kernel with keyrings, or report it.")
 
 
 def _lock_dir() -> Path:
@@ -257,28 +358,277 @@ def _outermost(paths) -> list[str]:
 
 @dataclass
 class Limits:
-    """Per-kernel caps; 0 means none."""
+    """Per-kernel caps; 0 means none.
+
+    ``memory_mb``: the kernel's memory cgroup, where one can be made (see
+    :func:`memory_cap_description`). ``tmp_mb``: size of each of ``/tmp`` and ``/dev/shm``.
+    ``home_mb``: size of the home, a tmpfs filled with a copy of the prepared scratch home; 0
+    binds the scratch home read-write instead, uncapped. :class:`SandboxKernelManager` passes
+    :data:`DEFAULT_TMP_MB` and :data:`DEFAULT_HOME_MB` unless configured otherwise.
+    """
 
     max_processes: int = DEFAULT_MAX_PROCESSES
     cpu_seconds: int = 0
     max_file_bytes: int = MAX_FILE_BYTES
+    memory_mb: int = 0
+    tmp_mb: int = 0
+    home_mb: int = 0
+
+
+# --- memory cgroups ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CgroupPlace:
+    """Where kernels' memory cgroups are made: cgroup ``version`` 1 or 2, under ``parent``."""
+
+    version: int
+    parent: Path
+
+
+def _unescape(field: str) -> str:
+    """A path of ``/proc/self/mountinfo``, whose spaces and such are octal escapes."""
+    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
+
+
+def _cgroup_mounts() -> list[tuple[str, str, str, set[str]]]:
+    """(type, root, mount point, super options) of each cgroup file system mounted here."""
+    mounts = []
+    try:
+        with open("/proc/self/mountinfo") as fh:
+            lines = fh.read().splitlines()
+    except OSError:
+        return []
+    for line in lines:
+        left, _, right = line.partition(" - ")
+        fields, tail = left.split(), right.split()
+        if len(fields) >= 5 and len(tail) >= 3 and tail[0] in ("cgroup", "cgroup2"):
+            mounts.append((tail[0], _unescape(fields[3]), _unescape(fields[4]),
+                           set(tail[2].split(","))))
+    return mounts
+
+
+def _own_cgroups() -> dict[str, str]:
+    """This process's cgroup path per v1 controller, and under ``""`` its v2 path."""
+    try:
+        text = Path("/proc/self/cgroup").read_text()
+    except OSError:
+        return {}
+    paths = {}
+    for line in text.splitlines():
+        _, controllers, path = line.split(":", 2)
+        for name in controllers.split(",") if controllers else [""]:
+            paths[name] = path
+    return paths
+
+
+def _cgroup_folder(mount_point: str, root: str, path: str) -> Path | None:
+    """The folder of cgroup ``path`` in a hierarchy mounted at ``mount_point`` from ``root``."""
+    if root != "/":
+        if path != root and not path.startswith(root.rstrip("/") + "/"):
+            return None
+        path = path[len(root):]
+    folder = Path(mount_point, path.lstrip("/"))
+    return folder if folder.is_dir() else None
+
+
+def _cgroup_candidates() -> list[CgroupPlace]:
+    """Places to try, best first: v1 memory hierarchy, then v2 (own cgroup, then its root)."""
+    own, places = _own_cgroups(), []
+    mounts = _cgroup_mounts()
+    for kind, root, point, options in mounts:
+        if kind == "cgroup" and "memory" in options and "memory" in own:
+            folder = _cgroup_folder(point, root, own["memory"])
+            places += [CgroupPlace(1, folder)] if folder else []
+    for kind, root, point, _ in mounts:
+        if kind == "cgroup2" and "" in own:
+            for folder in (_cgroup_folder(point, root, own[""]), Path(point)):
+                if folder is not None and CgroupPlace(2, folder) not in places:
+                    places.append(CgroupPlace(2, folder))
+    return places
+
+
+def _words(path: Path) -> list[str]:
+    try:
+        return path.read_text().split()
+    except OSError:
+        return []
+
+
+def _memory_delegated(place: CgroupPlace) -> bool:
+    """Whether children of ``place`` get the memory controller (v2: enable it if need be)."""
+    if place.version == 1:
+        return True
+    if "memory" not in _words(place.parent / "cgroup.controllers"):
+        return False
+    if "memory" in _words(place.parent / "cgroup.subtree_control"):
+        return True
+    try:  # refused (EBUSY) in a cgroup that holds processes, its root excepted
+        (place.parent / "cgroup.subtree_control").write_text("+memory")
+    except OSError:
+        return False
+    return True
+
+
+def _pid_alive(pid: int) -> bool:
+    return os.path.exists(f"/proc/{pid}")
+
+
+def _sweep_stale(place: CgroupPlace) -> None:
+    """Remove the empty cgroups that killed workers left (their pid is gone)."""
+    for folder in place.parent.glob(f"{CGROUP_PREFIX}*"):
+        pid = folder.name[len(CGROUP_PREFIX):].split("-")[0]
+        if pid.isdigit() and not _pid_alive(int(pid)):
+            try:
+                folder.rmdir()
+            except OSError:
+                pass
+
+
+@functools.lru_cache(maxsize=1)
+def memory_cgroup_place() -> CgroupPlace | None:
+    """Where this process can make memory-capped cgroups for its kernels, or None (cached).
+
+    Checked by making one: as a rule only root can, in its own cgroup (v1) or in a v2 cgroup
+    that delegates the memory controller.
+    """
+    for place in _cgroup_candidates():
+        if not _memory_delegated(place):
+            continue
+        try:
+            KernelCgroup(place, 64).close()
+        except OSError:
+            continue
+        _sweep_stale(place)
+        return place
+    return None
+
+
+def memory_cap_description() -> str:
+    """One line on what ``--memory`` (a kernel's ``memory_mb``) covers on this machine."""
+    place = memory_cgroup_place()
+    if place is not None:
+        return (f"--memory caps each kernel with a cgroup v{place.version} memory limit, swap "
+                "off: everything its processes hold counts (heap, shared memory, files in its "
+                "/tmp, /dev/shm and home), and a kernel that passes it is killed (a large "
+                "private allocation fails first with MemoryError).")
+    return ("--memory caps each kernel's private memory only (RLIMIT_DATA: heap and private "
+            "mappings), as this machine offers the grader no memory cgroup (run it as root "
+            "for one): shared memory and the tmpfs /tmp, /dev/shm and home are held by their "
+            "own size caps instead.")
+
+
+class KernelCgroup:
+    """A fresh memory cgroup of ``megabytes`` (swap off) for one kernel and all it starts."""
+
+    def __init__(self, place: CgroupPlace, megabytes: int) -> None:
+        self.place = place
+        name = f"{CGROUP_PREFIX}{os.getpid()}-{os.urandom(4).hex()}"
+        self.path: Path | None = place.parent / name
+        self.path.mkdir()
+        try:
+            self._limit(megabytes * MB)
+        except OSError:
+            self.close()
+            raise
+
+    @property
+    def procs(self) -> Path:
+        """The file a process writes its pid to, to join."""
+        assert self.path is not None
+        return self.path / "cgroup.procs"
+
+    def _limit(self, limit: int) -> None:
+        assert self.path is not None
+        if self.place.version == 1:
+            (self.path / "memory.limit_in_bytes").write_text(str(limit))
+            optional = {"memory.memsw.limit_in_bytes": limit, "memory.swappiness": 0}
+        else:
+            (self.path / "memory.max").write_text(str(limit))
+            optional = {"memory.swap.max": 0, "memory.oom.group": 1}
+        for name, value in optional.items():  # absent without swap accounting
+            if (self.path / name).exists():
+                (self.path / name).write_text(str(value))
+
+    def pids(self) -> list[int]:
+        return [int(p) for p in _words(self.procs)] if self.path is not None else []
+
+    def close(self, wait_s: float = 5.0) -> None:
+        """Kill what still runs in the cgroup and remove it."""
+        if self.path is None:
+            return
+        deadline = time.monotonic() + wait_s
+        while time.monotonic() < deadline:
+            pids = self.pids()
+            for pid in pids:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            try:
+                self.path.rmdir()
+                break
+            except FileNotFoundError:
+                break
+            except OSError as exc:  # EBUSY: the killed processes are not gone yet
+                if exc.errno != errno.EBUSY:
+                    break
+            time.sleep(0.02)
+        self.path = None
+
+
+# Run in the sandbox before the kernel, as root in root mode (argv: the prepared home, HOME,
+# the working folder, the uid to give the files to or "", the rest of the command): copy the
+# prepared home into HOME, a size-capped tmpfs, give it to the kernel's uid, go to the working
+# folder, and exec the rest (setpriv, then the kernel).
+FILL_HOME_CODE = """\
+import os, shutil, sys
+source, home, work, owner = sys.argv[1:5]
+try:
+    for entry in os.scandir(source):
+        dest = os.path.join(home, entry.name)
+        if entry.is_dir(follow_symlinks=False):
+            shutil.copytree(entry.path, dest, symlinks=True)
+        else:
+            shutil.copy2(entry.path, dest, follow_symlinks=False)
+    os.chdir(work)
+    for top, dirs, files in os.walk(home) if owner else ():
+        for name in dirs + files:
+            os.lchown(os.path.join(top, name), int(owner), int(owner))
+    if owner:
+        os.lchown(home, int(owner), int(owner))
+except OSError as exc:
+    sys.exit(f"course sandbox: cannot fill the kernel's home {home}: {exc}")
+os.execvp(sys.argv[5], sys.argv[5:])
+"""
+
+
+def _tmpfs(dest: str, megabytes: int) -> list[str]:
+    """bwrap's arguments mounting a tmpfs anyone may write to (sticky) at ``dest``."""
+    size = ["--size", str(megabytes * MB)] if megabytes else []
+    return [*size, "--perms", "1777", "--tmpfs", dest]
 
 
 def bwrap_command(mode: str, argv: list[str], *, uid: int | None, home: str, run_dir: str,
                   env: dict[str, str], limits: Limits, bwrap: str = "bwrap",
                   extra_ro: list[str] | None = None,
-                  identity: tuple[str, str] | None = None) -> list[str]:
+                  identity: tuple[str, str] | None = None,
+                  python: str = sys.executable) -> list[str]:
     """The command line running kernel ``argv`` in a sandbox (pure: builds, runs nothing).
 
     Args:
         mode: :data:`ROOT_MODE` (needs ``uid``) or :data:`USER_MODE`.
         argv: the kernel's command, e.g. ``[python, -m, ipykernel_launcher, -f, CONN]``.
-        home: folder bound read-write as :data:`HOME`; its ``work/`` is the working folder.
+        home: the prepared scratch home. With ``limits.home_mb``, bound read-only at
+            :data:`HOME_SOURCE` and copied (by ``python``, before the uid drop) into
+            :data:`HOME`, a tmpfs of that size given to the kernel's uid; without, bound
+            read-write as :data:`HOME`. Its ``work/`` is the working folder.
         run_dir: folder of the connection file and IPC sockets, bound read-write at its path.
         env: the whole environment the kernel gets.
-        limits: process, CPU and file-size caps.
+        limits: process, CPU, file-size caps; sizes of ``/tmp``, ``/dev/shm`` and the home.
         extra_ro: more folders bound read-only at their own path (Python, torch weights).
         identity: files shown as ``/etc/passwd`` and ``/etc/group`` (the student, root).
+        python: the Python that fills the home (the kernel's own, read-only inside).
     """
     if mode not in (ROOT_MODE, USER_MODE):
         raise ValueError(f"Expected sandbox mode {ROOT_MODE!r} or {USER_MODE!r}, got {mode!r}")
@@ -306,9 +656,11 @@ def bwrap_command(mode: str, argv: list[str], *, uid: int | None, home: str, run
         elif os.path.isdir(path):
             args += ["--ro-bind", path, path]
         made.add(path)
-    # /proc, /dev and /tmp before any bind: a tmpfs on /tmp mounted later would hide a Python
-    # environment or weights folder under /tmp (a CI checkout there, for one).
-    args += ["--proc", "/proc", "--dev", "/dev", "--perms", "1777", "--tmpfs", "/tmp"]
+    # /proc, /dev and the tmpfs before any bind: a tmpfs on /tmp mounted later would hide a
+    # Python environment or weights folder under /tmp (a CI checkout there, for one). /dev is
+    # a tmpfs that a user-namespace sandbox could fill: read-only, but for its own /dev/shm.
+    args += ["--proc", "/proc", "--dev", "/dev", *_tmpfs("/tmp", limits.tmp_mb),
+             *_tmpfs("/dev/shm", limits.tmp_mb), "--remount-ro", "/dev"]
     made.update(("/proc", "/dev", "/tmp"))
     args += ["--dir", "/etc"]
     made.add("/etc")
@@ -320,13 +672,26 @@ def bwrap_command(mode: str, argv: list[str], *, uid: int | None, home: str, run
         args += [*parents(path), "--ro-bind-try", path, path]
     for path in _outermost(extra_ro or []):
         args += [*parents(path), "--ro-bind", path, path]
-    args += [*parents(HOME), "--bind", home, HOME]
+    if limits.home_mb:  # a tmpfs, filled by FILL_HOME_CODE from the prepared home
+        args += [*parents(HOME), "--size", str(limits.home_mb * MB), "--perms", "0700",
+                 "--tmpfs", HOME, *parents(HOME_SOURCE), "--ro-bind", home, HOME_SOURCE]
+        if mode == ROOT_MODE:  # for FILL_HOME_CODE, as root; setpriv drops them
+            args += ["--cap-add", "CAP_CHOWN", "--cap-add", "CAP_DAC_READ_SEARCH"]
+    else:
+        args += [*parents(HOME), "--bind", home, HOME]
     args += [*parents(run_dir), "--bind", run_dir, run_dir]
-    args += ["--chdir", WORKDIR, "--remount-ro", "/"]
+    args += ["--chdir", "/" if limits.home_mb else WORKDIR, "--remount-ro", "/"]
     caps = [f"--nproc={limits.max_processes}"] if limits.max_processes else []
     caps += [f"--cpu={limits.cpu_seconds}"] if limits.cpu_seconds else []
     caps += [f"--fsize={limits.max_file_bytes}"] if limits.max_file_bytes else []
+    # Private memory (heap, anonymous mappings): a large allocation fails with MemoryError
+    # before the cgroup (if any) kills the kernel. Set here, not on the grading worker, whose
+    # harness holds the course's own models.
+    caps += [f"--data={limits.memory_mb * 2**20}"] if limits.memory_mb else []
     args += ["--", "prlimit", *caps, "--"]
+    if limits.home_mb:
+        owner = str(uid) if mode == ROOT_MODE else ""
+        args += [python, "-I", "-S", "-c", FILL_HOME_CODE, HOME_SOURCE, HOME, WORKDIR, owner]
     if mode == ROOT_MODE:
         args += _drop_privileges(uid)
     return args + list(argv)
@@ -359,8 +724,37 @@ def _matplotlib_cache(source: dict[str, str]) -> Path | None:
     return None
 
 
+# Run on the host by the grader's Python just before bwrap, in the process that becomes bwrap
+# (argv: the cgroup.procs file to join or "", keyctl's syscall number or 0, bwrap's command).
+LAUNCH_CODE = """\
+import ctypes, errno, os, sys
+procs, number, argv = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
+if procs:
+    with open(procs, "w") as fh:
+        fh.write(str(os.getpid()))
+if number:  # KEYCTL_JOIN_SESSION_KEYRING, NULL: a new session keyring, not the grader's
+    call = ctypes.CDLL(None, use_errno=True).syscall
+    if call(ctypes.c_long(number), ctypes.c_long(1), ctypes.c_long(0)) < 0:
+        if ctypes.get_errno() not in (errno.ENOSYS, errno.EPERM):
+            sys.exit(f"course sandbox: no session keyring: {os.strerror(ctypes.get_errno())}")
+os.execvp(argv[0], argv)
+"""
+
+
+def _tree_bytes(folder: Path) -> int:
+    """What the files under ``folder`` take on a tmpfs: whole pages, links not followed."""
+    total = 0
+    for path in [folder, *folder.rglob("*")]:
+        info = path.lstat()
+        total += 4096 if stat.S_ISDIR(info.st_mode) else -(-info.st_size // 4096) * 4096
+    return total
+
+
 class Sandbox:
-    """One kernel's sandbox: its uid, scratch home, runtime folder; :meth:`close` removes them."""
+    """One kernel's sandbox: uid, scratch home, runtime folder, memory cgroup.
+
+    :meth:`close` ends what is left of the kernel and removes them all.
+    """
 
     def __init__(self, mode: str, limits: Limits, parent: str = "") -> None:
         """``parent``: where to make its folder (default: the temp folder). ``course grade``
@@ -369,11 +763,21 @@ class Sandbox:
         if parent and len(parent) > MAX_PARENT_CHARS:  # IPC socket paths are short
             parent = ""
         self.uid, self._lock = allocate_uid() if mode == ROOT_MODE else (None, None)
+        self.cgroup: KernelCgroup | None = None
         self.base = Path(tempfile.mkdtemp(prefix="course-sandbox-", dir=parent or None))
         self.home = self.base / "home"
         self.run_dir = self.base / "run"
-        self.home.mkdir()
-        self.run_dir.mkdir()
+        try:
+            self.home.mkdir()
+            self.run_dir.mkdir()
+            place = memory_cgroup_place() if limits.memory_mb else None
+            if place is not None:
+                self.cgroup = KernelCgroup(place, limits.memory_mb)
+            if self.uid is not None:  # what an earlier kernel of this uid left in its keyrings
+                clear_keyrings(self.uid)
+        except BaseException:
+            self.close()
+            raise
 
     def prepare(self, folder: str | None, source_env: dict[str, str]) -> None:
         """Fill the scratch home: the submission's own files (no notebook) and startup files.
@@ -407,18 +811,39 @@ class Sandbox:
             dest.mkdir(parents=True)
             for path in mpl.glob("fontlist-*.json"):
                 shutil.copyfile(path, dest / path.name)
-        if self.uid is not None:
-            for path in [self.home, *self.home.rglob("*"), self.run_dir,
-                         *self.run_dir.iterdir()]:
+        self._check_home_size(folder)
+        if self.uid is not None:  # a capped home is copied and given to the uid inside
+            home = [] if self.limits.home_mb else [self.home, *self.home.rglob("*")]
+            for path in [*home, self.run_dir, *self.run_dir.iterdir()]:
                 os.lchown(path, self.uid, self.uid)
 
+    def seal_run_dir(self) -> None:
+        """Give the runtime folder and the connection file back to this process's user."""
+        for path, mode in ((self.run_dir / "kernel.json", 0o644), (self.run_dir, 0o755)):
+            if path.exists():
+                os.chown(path, os.geteuid(), os.getegid())
+                os.chmod(path, mode)
+
+    def _check_home_size(self, folder: str | None) -> None:
+        cap = self.limits.home_mb
+        used = _tree_bytes(self.home) if cap else 0
+        if used > cap * MB:
+            raise CourseError(
+                f"The files of {folder} take {used / MB:.0f} MB, more than the {cap} MB of a "
+                "sandboxed kernel's home: remove the large files from the folder, or raise the "
+                "home cap (SandboxKernelManager.home_mb).")
+
     def command(self, argv: list[str], source_env: dict[str, str]) -> list[str]:
+        """The whole command: :data:`LAUNCH_CODE` (joins the cgroup), then bwrap's."""
         torch_dir = torch_home(source_env)
         extra = python_paths() + ([torch_dir] if torch_dir else [])
-        return bwrap_command(self.mode, argv, uid=self.uid, home=str(self.home),
-                             run_dir=str(self.run_dir), env=kernel_env(source_env, torch_dir),
-                             limits=self.limits, bwrap=_bwrap() or "bwrap", extra_ro=extra,
-                             identity=self._identity_files())
+        inner = bwrap_command(self.mode, argv, uid=self.uid, home=str(self.home),
+                              run_dir=str(self.run_dir), env=kernel_env(source_env, torch_dir),
+                              limits=self.limits, bwrap=_bwrap() or "bwrap", extra_ro=extra,
+                              identity=self._identity_files())
+        procs = str(self.cgroup.procs) if self.cgroup is not None else ""
+        number = KEYCTL_SYSCALL.get(os.uname().machine, 0)
+        return [sys.executable, "-I", "-S", "-c", LAUNCH_CODE, procs, str(number), *inner]
 
     def _identity_files(self) -> tuple[str, str]:
         """``/etc/passwd`` and ``/etc/group`` inside: the student and root, nothing else."""
@@ -430,10 +855,21 @@ class Sandbox:
         return str(passwd), str(group)
 
     def close(self) -> None:
-        shutil.rmtree(self.base, ignore_errors=True)
-        if self._lock is not None:
-            os.close(self._lock)
-            self._lock = None
+        """End what is left of the kernel, reset its uid's keyrings, remove the scratch."""
+        try:
+            if self.cgroup is not None:
+                self.cgroup.close()
+                self.cgroup = None
+            if self.uid is not None and self._lock is not None:
+                kill_uid(self.uid)
+                clear_keyrings(self.uid)
+        except CourseError:
+            pass  # the next kernel given this uid clears its keyrings first, or refuses to run
+        finally:
+            shutil.rmtree(self.base, ignore_errors=True)
+            if self._lock is not None:
+                os.close(self._lock)
+                self._lock = None
 
 
 def _children_map() -> dict[int, list[int]]:
@@ -524,6 +960,12 @@ class SandboxKernelManager(AsyncKernelManager):
         config=True)
     scratch_parent = Unicode("", help="folder for the sandbox's scratch (default: temp)").tag(
         config=True)
+    memory_mb = Integer(0, help="memory cgroup cap of each kernel in MB, where this machine "
+                        "offers one (see memory_cap_description); 0 = none").tag(config=True)
+    tmp_mb = Integer(DEFAULT_TMP_MB, help="size cap of each of the kernel's /tmp and /dev/shm "
+                     "in MB; 0 = none").tag(config=True)
+    home_mb = Integer(DEFAULT_HOME_MB, help="size cap of the kernel's home (its copy of the "
+                      "submission included) in MB; 0 = none").tag(config=True)
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -536,8 +978,9 @@ class SandboxKernelManager(AsyncKernelManager):
             raise SandboxUnavailable(f"No sandbox available ({detect().detail}).")
         if self.sandbox is not None:  # a restart: a fresh sandbox
             self.sandbox.close()
-        self.sandbox = Sandbox(mode, Limits(self.max_processes, self.cpu_seconds),
-                               self.scratch_parent)
+        limits = Limits(self.max_processes, self.cpu_seconds, memory_mb=self.memory_mb,
+                        tmp_mb=self.tmp_mb, home_mb=self.home_mb)
+        self.sandbox = Sandbox(mode, limits, self.scratch_parent)
         self.connection_file = str(self.sandbox.run_dir / "kernel.json")
         self.ip = str(self.sandbox.run_dir / "kernel-ipc")
         try:
@@ -587,6 +1030,36 @@ class SandboxKernelManager(AsyncKernelManager):
         except BaseException:
             self._close_sandbox()
             raise
+
+    async def _async_post_start_kernel(self, **kw: Any) -> None:
+        await super()._async_post_start_kernel(**kw)
+        await self._seal_run_dir()
+
+    async def _seal_run_dir(self, timeout: float = 60.0) -> None:
+        """Root mode: once the kernel has made its five sockets, take the runtime folder back.
+
+        The runtime folder is the one folder of the host the kernel can write to, uncapped;
+        from then on it can write to none. ipykernel makes its sockets before it runs any code
+        but its startup files, and no cell runs before ``start_kernel`` returns.
+        """
+        box = self.sandbox
+        if box is None or box.uid is None:
+            return
+        ports = (self.shell_port, self.iopub_port, self.stdin_port, self.control_port,
+                 self.hb_port)
+        sockets = [Path(f"{self.ip}-{port}") for port in ports]
+        deadline = time.monotonic() + timeout
+        while not all(s.exists() for s in sockets):
+            bwrap_pid = self._bwrap_pid()
+            if bwrap_pid is None:
+                return  # it died: waiting for it to be ready fails, nothing to seal
+            if time.monotonic() > deadline:  # never left running unsealed
+                os.kill(bwrap_pid, signal.SIGKILL)
+                raise CourseError(f"The sandboxed kernel made no sockets in {timeout:g} s; it "
+                                  "was stopped. Check that the machine is not overloaded and "
+                                  "grade again.")
+            await asyncio.sleep(0.02)
+        box.seal_run_dir()
 
     async def _async_shutdown_kernel(self, now: bool = False, restart: bool = False) -> None:
         try:

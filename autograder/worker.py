@@ -45,12 +45,14 @@ def cap_memory(megabytes: int) -> None:
 
 
 def autograde(root: Path, lab: str, student: str, db_url: str, staged: Path,
-              cfg: GradeConfig, scratch: str = "") -> dict:
+              cfg: GradeConfig, scratch: str = "", executor: type | None = None) -> dict:
     """Run nbgrader autograde for one student whose staged copy is ``staged/<student>/<lab>``.
 
     Test cells run in this process (:class:`~autograder.nbgrader_ext.TrustedExecute`), the
     notebook's own cells in the kernel, sandboxed as ``cfg.sandbox_mode`` says, its scratch
-    folder made in ``scratch`` (default: the temp folder).
+    folder made in ``scratch`` (default: the temp folder). ``executor`` replaces
+    TrustedExecute: only ``benchmarks/grading.py`` passes one (nbgrader's own Execute, which
+    runs tests in the kernel) to measure what the harness costs.
     """
     from nbconvert.preprocessors import ClearMetadataPreprocessor, CSSHTMLHeaderPreprocessor
     from nbgrader.apps.api import NbGraderAPI
@@ -73,8 +75,8 @@ def autograde(root: Path, lab: str, student: str, db_url: str, staged: Path,
     config.CourseDirectory.db_url = db_url
     config.CourseDirectory.submitted_directory = str(staged)
     config.Autograde.autograde_preprocessors = [
-        TrustedExecute, IgnorePattern, ClearMetadataPreprocessor, LimitOutput, LimitOutputBytes,
-        SaveAutoGrades, AssignLatePenalties, ShowVisibleTests, CheckCellMetadata,
+        executor or TrustedExecute, IgnorePattern, ClearMetadataPreprocessor, LimitOutput,
+        LimitOutputBytes, SaveAutoGrades, AssignLatePenalties, ShowVisibleTests, CheckCellMetadata,
         SanitizeNotebook,  # last: the graded copy the formgrader renders holds no active HTML
     ]
     config.Execute.timeout = cfg.cell_timeout
@@ -88,6 +90,7 @@ def autograde(root: Path, lab: str, student: str, db_url: str, staged: Path,
     config.SandboxKernelManager.max_processes = cfg.max_processes
     config.SandboxKernelManager.cpu_seconds = cfg.cpu_seconds()
     config.SandboxKernelManager.scratch_parent = scratch
+    config.SandboxKernelManager.memory_mb = cfg.memory_mb
     config.IgnorePattern.enabled = True
     config.IgnorePattern.pattern = IGNORED_STDERR
     config.LimitOutput.max_lines = 200
@@ -147,7 +150,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--scratch", default="", help="folder for the sandbox's scratch")
     args = parser.parse_args(argv)
     cfg = GradeConfig.from_json(args.config)
-    if cfg.memory_mb:
+    if cfg.memory_mb and cfg.sandbox_mode in ("", NO_SANDBOX):
+        # Without a sandbox the kernel inherits this process's cap (and so does the harness);
+        # a sandboxed kernel gets its own (RLIMIT_DATA inside, a memory cgroup where possible).
         cap_memory(cfg.memory_mb)
     with tempfile.TemporaryDirectory(prefix="course-worker-") as tmp:
         os.environ["IPYTHONDIR"] = str(seeded_ipython_dir(Path(tmp), cfg.seed))
