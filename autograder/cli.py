@@ -19,7 +19,7 @@ from .config import (
 )
 from .grade import GradingInterrupted, format_table, grade, write_csv
 from .samples import demo_students, make_submission
-from .sandbox import Protection, detect, require
+from .sandbox import Protection, detect, memory_cap_description, require
 
 
 def _cmd_build(args: argparse.Namespace) -> int:
@@ -70,6 +70,8 @@ def _cmd_grade(args: argparse.Namespace) -> int:
                                      cpu_time=args.cpu_time, max_processes=args.max_processes)
     protection = require(options.sandbox)  # refuses before any work when none is available
     print(protection.describe(), file=sys.stderr, flush=True)
+    if options.memory_mb and protection.active:
+        print(memory_cap_description(), file=sys.stderr, flush=True)
     results = grade(args.lab, root=root, db_url=args.db, options=options)
     _report(results, root, protection)
     return 0
