@@ -132,7 +132,10 @@ def autograde_one(lab: str, student: str, root: Path, db_url: str, release: Path
                                   staged / student / lab)
         notes.extend(report.notes)
         for path in sorted((staged / student / lab).glob("*.ipynb")):
-            notes.extend(suspicious.scan_notebook(notebooks.read(path), path.name))
+            try:
+                notes.extend(suspicious.scan_notebook(notebooks.read(path), path.name))
+            except Exception:  # noqa: BLE001 - the scan only flags; grading goes on
+                notes.append(f"{path.name}: not scanned for tampering (unreadable code)")
         cmd = [sys.executable, "-m", "autograder.worker", f"--root={root}", f"--lab={lab}",
                f"--student={student}", f"--db={db_url}", f"--staged={staged}",
                f"--config={cfg.to_json()}", f"--scratch={tmp}"]
@@ -299,7 +302,11 @@ def grade(lab: str | None = None, root: Path = REPO_ROOT, db_url: str | None = N
             try:
                 for future in tqdm(as_completed(futures), total=len(futures), unit="submission",
                                    desc=f"grading {name}", file=sys.stderr):
-                    problems[futures[future]] = future.result()
+                    try:
+                        problems[futures[future]] = future.result()
+                    except Exception as exc:  # noqa: BLE001 - one student's, never the batch's
+                        problems[futures[future]] = (f"grading failed: {type(exc).__name__}: "
+                                                     f"{str(exc)[:300]}")
             except KeyboardInterrupt:
                 # Stop at once: queued students are not started, running workers are killed.
                 # Every grade already written to the gradebook stays; run again to finish.
@@ -310,7 +317,11 @@ def grade(lab: str | None = None, root: Path = REPO_ROOT, db_url: str | None = N
                 raise GradingInterrupted(sorted(problems), left) from None
             pool.shutdown()
         for student in who:
-            result = collect_scores(name, student, db_url)
+            try:
+                result = collect_scores(name, student, db_url)
+            except Exception as exc:  # noqa: BLE001 - a gradebook row one student broke
+                result = StudentResult(student=student, lab=name, problem=(
+                    f"scores unreadable: {type(exc).__name__}: {str(exc)[:200]}"))
             result.problem = "; ".join(p for p in (problems[student], result.problem) if p)
             results.append(result)
     if not results:
