@@ -84,8 +84,8 @@ def demo_students(lab: str) -> dict[str, dict]:
 
     alice hands in the solution, bob the untouched release, carol solved the first half, dave
     made two classic mistakes (``DEMO_MISTAKES``, answers from ``samples/<lab>/wrong``), and
-    erin's first task crashes the kernel of its notebook (``os._exit``): the rest of that
-    notebook fails, her other notebooks are graded normally.
+    erin's first task crashes the kernel of its notebook (``os._exit``): the grader restarts the
+    kernel, runs the cells before it again and goes on, so only what needs that answer fails.
     """
     code_cells = sorted(g for g in solution_cells(lab) if notebooks.task_of(g) is not None
                         and not g.endswith("_answer"))
