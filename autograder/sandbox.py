@@ -50,6 +50,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -233,11 +234,11 @@ def _running_uids() -> set[int]:
     return set().union(*_process_uids().values())
 
 
-def kill_uid(uid: int, wait_s: float = 5.0) -> int:
-    """SIGKILL every process running with ``uid`` (any of its uids); returns how many."""
-    killed, deadline = 0, time.monotonic() + wait_s
-    while time.monotonic() < deadline:
-        pids = [pid for pid, uids in _process_uids().items() if uid in uids]
+def _kill_until_gone(find: Callable[[], list[int]], rounds: int) -> int:
+    """SIGKILL the pids ``find()`` returns until it returns none (or ``rounds`` are used)."""
+    killed = 0
+    for _ in range(rounds):
+        pids = find()
         if not pids:
             break
         for pid in pids:
@@ -248,6 +249,13 @@ def kill_uid(uid: int, wait_s: float = 5.0) -> int:
                 pass
         time.sleep(0.02)
     return killed
+
+
+def kill_uid(uid: int, wait_s: float = 5.0) -> int:
+    """SIGKILL every process running with ``uid`` (any of its uids); returns how many."""
+    return _kill_until_gone(
+        lambda: [pid for pid, uids in _process_uids().items() if uid in uids],
+        rounds=max(1, int(wait_s / 0.02)))
 
 
 # Run as root (argv: the uid, keyctl's syscall number): become the uid, join a session keyring
@@ -923,19 +931,10 @@ def kill_strays(bwrap_pid: int, rounds: int = 50) -> tuple[int, int]:
 
     Returns (processes killed, zombies left whose parent is the kernel: only it can reap them).
     """
-    killed = 0
-    for _ in range(rounds):
-        strays = [p for p in _descendants(bwrap_pid)
-                  if (_namespace_pid(p) or 0) > 2 and _state(p) not in ("Z", "X", "?")]
-        if not strays:
-            break
-        for pid in strays:
-            try:
-                os.kill(pid, signal.SIGKILL)
-                killed += 1
-            except ProcessLookupError:
-                pass
-        time.sleep(0.02)
+    killed = _kill_until_gone(
+        lambda: [p for p in _descendants(bwrap_pid)
+                 if (_namespace_pid(p) or 0) > 2 and _state(p) not in ("Z", "X", "?")],
+        rounds)
     zombies = [p for p in _descendants(bwrap_pid) if _state(p) == "Z"]
     return killed, len(zombies)
 

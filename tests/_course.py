@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
 import nbformat
+import pytest
 
-from autograder import notebooks
+from autograder import notebooks, sandbox
 from autograder._paths import REPO_ROOT
 
 LAB1 = "lab1_interpretability"
@@ -37,3 +39,13 @@ def copy_course(dest: Path) -> Path:
             shutil.copytree(REPO_ROOT / name, dest / name)
     shutil.copyfile(REPO_ROOT / "nbgrader_config.py", dest / "nbgrader_config.py")
     return dest
+
+
+def require_sandbox() -> sandbox.Protection:
+    """The sandbox in force; in CI its absence is a failure, elsewhere a skip."""
+    found = sandbox.detect()
+    if not found.active:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI must test the sandbox, but: {found.detail}")
+        pytest.skip(f"no sandbox on this machine: {found.detail}")
+    return found

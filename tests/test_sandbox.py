@@ -28,6 +28,8 @@ from autograder.build import build
 from autograder.grade import GradeOptions, default_db_url, grade
 from autograder.samples import ALL, make_submission
 
+from ._course import require_sandbox
+
 FIXTURES = Path(__file__).parent / "fixtures"
 ATTACKS = FIXTURES / "attacks"
 LAB = "minilab"
@@ -35,16 +37,6 @@ NB = "quiz.ipynb"
 ADD = "def add(a, b):\n    return a + b"
 SECRET = "COURSE_TEST_SECRET_" + uuid.uuid4().hex[:8].upper()
 HONEST = {"solution": (2.0, 3.0), "partial": (2.0, 0.0), "blank": (0.0, 0.0)}
-
-
-def require_sandbox() -> sandbox.Protection:
-    """The sandbox in force; in CI its absence is a failure, elsewhere a skip."""
-    found = sandbox.detect()
-    if not found.active:
-        if os.environ.get("CI"):
-            pytest.fail(f"CI must test the sandbox, but: {found.detail}")
-        pytest.skip(f"no sandbox on this machine: {found.detail}")
-    return found
 
 
 class Listener:

@@ -23,19 +23,11 @@ import pytest
 
 from autograder import sandbox
 
+from ._course import require_sandbox
+
 ADD_KEY_SYSCALL = {"x86_64": 248, "aarch64": 217, "riscv64": 217}
 KEY_SPEC_SESSION_KEYRING = -3
 KEYCTL_SEARCH, KEYCTL_UNLINK = 10, 9
-
-
-def require_sandbox() -> sandbox.Protection:
-    """The sandbox in force; in CI its absence is a failure, elsewhere a skip."""
-    found = sandbox.detect()
-    if not found.active:
-        if os.environ.get("CI"):
-            pytest.fail(f"CI must test the sandbox, but: {found.detail}")
-        pytest.skip(f"no sandbox on this machine: {found.detail}")
-    return found
 
 
 def require_memory_cgroup() -> sandbox.CgroupPlace:
