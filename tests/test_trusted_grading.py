@@ -94,9 +94,9 @@ def _append_code(source: str):
     return change
 
 
-def _meta(grade_id: str, **changes):
+def _meta(which: str, **changes):
     def change(nb):
-        _cell(nb, grade_id).metadata["nbgrader"].update(changes)
+        _cell(nb, which).metadata["nbgrader"].update(changes)
     return change
 
 
