@@ -161,7 +161,7 @@ def _build_class(root: Path) -> dict[str, tuple[float, float]]:
         "source", "<script>alert('xss')</script><img src=x onerror=alert(1)> fine"))
     expected["script_answer"] = (2.0, 3.0)
     formula = make("formula_name")
-    shutil.copyfile(formula / NB, formula / "=HYPERLINK(\"http://x\").ipynb")
+    shutil.copyfile(formula / NB, formula / "=HYPERLINK(\"x\").ipynb")
     expected["formula_name"] = (2.0, 3.0)
     return expected
 
