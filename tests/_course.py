@@ -49,3 +49,11 @@ def require_sandbox() -> sandbox.Protection:
             pytest.fail(f"CI must test the sandbox, but: {found.detail}")
         pytest.skip(f"no sandbox on this machine: {found.detail}")
     return found
+
+
+def require_dot() -> None:
+    """Graphviz's ``dot`` (torchviz renders with it); in CI its absence is a failure."""
+    if shutil.which("dot") is None:
+        if os.environ.get("CI"):
+            pytest.fail("CI must render graphs, but Graphviz's `dot` is not installed")
+        pytest.skip("Graphviz's `dot` is not installed (apt-get install graphviz)")

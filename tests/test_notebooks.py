@@ -13,13 +13,15 @@ from nbclient import NotebookClient
 
 from autograder import notebooks
 
-from ._course import LABS, lab_notebooks
+from ._course import LABS, lab_notebooks, require_dot
 
 pytestmark = pytest.mark.slow
 
 
 def _execute(path: Path, workdir: Path) -> list:
     """Run a copy of ``path`` in ``workdir``; return its executed cells."""
+    if "make_dot" in path.read_text(encoding="utf-8"):
+        require_dot()
     shutil.copytree(path.parent, workdir, dirs_exist_ok=True)
     nb = notebooks.read(workdir / path.name)
     NotebookClient(nb, timeout=300, kernel_name="python3", allow_errors=True,
