@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import builtins
 import contextlib
+import inspect
 import io
 import math
 import pickle
@@ -400,6 +401,19 @@ class KernelLink:
         with contextlib.suppress(Exception):
             self._context.destroy(linger=0)
 
+    def _km(self, method: str) -> Any:
+        """Call a kernel-manager method, awaiting it when the manager is asynchronous (the
+        grader's is: nbclient's AsyncKernelManager)."""
+        result = getattr(self.km, method)()
+        if inspect.isawaitable(result):
+            from jupyter_core.utils import run_sync
+
+            async def wait() -> Any:
+                return await result
+
+            result = run_sync(wait)()
+        return result
+
     def bind(self, name: str, obj: Any) -> None:
         """Tell the link that ``obj`` (a setup-cell module) is the kernel's global ``name``."""
         ref = {"g": name}
@@ -417,7 +431,7 @@ class KernelLink:
             try:
                 msg = self.kc.get_iopub_msg(timeout=min(left, 1.0))
             except queue.Empty:
-                if not self.km.is_alive():
+                if not self._km("is_alive"):
                     raise KernelUnresponsive("the kernel died") from None
                 continue
             except Exception as exc:  # noqa: BLE001 - a malformed message from the kernel
@@ -453,7 +467,7 @@ class KernelLink:
         msg_id = msg["header"]["msg_id"]
         reply = self._wait(msg_id, self.timeout)
         if reply is None:
-            self.km.interrupt_kernel()
+            self._km("interrupt_kernel")
             reply = self._wait(msg_id, 10)
             if reply is None:
                 self.broken = (f"the kernel did not answer within {self.timeout:.0f} s and "

@@ -260,3 +260,34 @@ def test_a_call_that_ignores_the_interrupt_breaks_the_link(tmp_path):
 
 def test_harness_module_is_what_in_kernel_consults():
     assert harness.KERNEL_COPY is None  # set only while a test cell runs
+
+
+def test_an_async_kernel_manager_is_interrupted_and_its_death_noticed(tmp_path):
+    """The grader's manager is nbclient's AsyncKernelManager: its methods must be awaited."""
+    import time
+
+    from jupyter_client import AsyncKernelManager
+    from jupyter_core.utils import run_sync
+
+    from autograder.worker import seeded_ipython_dir
+
+    env = dict(os.environ, IPYTHONDIR=str(seeded_ipython_dir(Path(tmp_path), 0)))
+    km = AsyncKernelManager(kernel_name="python3")
+    run_sync(km.start_kernel)(env=env, cwd=str(tmp_path))
+    kc = km.blocking_client()
+    kc.start_channels()
+    try:
+        kc.wait_for_ready(timeout=120)
+        kc.execute_interactive(STUDENT + "\ndef die():\n    import os\n    os._exit(1)\n",
+                               timeout=60)
+        link = KernelLink(km, timeout=2)
+        with pytest.raises(KernelUnresponsive, match="interrupted"):
+            _remote(link, "slow")()
+        start = time.monotonic()
+        with pytest.raises(KernelUnresponsive, match="died"):
+            _remote(link, "die")()
+        assert time.monotonic() - start < 10, "a dead kernel must be noticed in seconds"
+        link.close()
+    finally:
+        kc.stop_channels()
+        run_sync(km.shutdown_kernel)(now=True)
