@@ -70,6 +70,10 @@ class KernelUnresponsive(Exception):
     """The kernel did not answer in time, or died; the tests that needed it fail."""
 
 
+class CallTimedOut(KernelUnresponsive):
+    """A call took longer than its time limit and was interrupted (the kernel still answers)."""
+
+
 class RemoteRaised(Exception):
     """Base of the exceptions re-raised here for an exception raised in the student's code."""
 
@@ -474,8 +478,8 @@ class KernelLink:
                                "ignored the interrupt")
                 raise KernelUnresponsive(self.broken)
             if reply[0].get("ok") is False:
-                raise KernelUnresponsive(f"the call took longer than {self.timeout:.0f} s and "
-                                         "was interrupted")
+                raise CallTimedOut(f"the call took longer than {self.timeout:.0f} s and was "
+                                   "interrupted")
         content, reply_buffers = reply
         if content.get("ok") is not True:
             name = content.get("type") if isinstance(content.get("type"), str) else "Exception"
@@ -723,7 +727,9 @@ class Harness:
                 text = _short(str(exc)) or _where(exc, part)
                 return TestOutcome(False, "AssertionError", text)
             except KernelUnresponsive as exc:
-                return TestOutcome(False, "KernelUnresponsive", _short(str(exc)))
+                ename = "CellTimeoutError" if isinstance(exc, CallTimedOut) else \
+                    "KernelUnresponsive"
+                return TestOutcome(False, ename, _short(str(exc)))
             except RemoteDataError as exc:
                 return TestOutcome(False, "RemoteDataError", _short(str(exc)))
             except Exception as exc:  # noqa: BLE001 - any other failure of the test fails it

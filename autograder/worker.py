@@ -112,7 +112,7 @@ def autograde(root: Path, lab: str, student: str, db_url: str, staged: Path,
 
 INCIDENTS = {
     "KernelDied": "the kernel died",
-    "CellTimeoutError": "a cell timed out",
+    "CellTimeoutError": "a cell, or a test's call into the notebook, timed out",
     "InterruptIgnored": "a cell ignored the interrupt (the kernel was restarted)",
     "KernelUnresponsive": "the kernel stopped answering the grader",
     "MemoryError": "out of memory",
