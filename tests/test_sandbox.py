@@ -132,7 +132,12 @@ def test_attack_fails_and_the_rest_is_graded(batch, name):
     text = _outputs(root, name)
     assert "ATTACK OK" not in text, text
     assert "blocked" in text or name in ("fork_bomb", "proc_secrets"), text
-    assert _scores([results[name]])[name] == (2.0, 3.0), results[name].problem
+    if name == "fork_bomb" and "kernel died" in results[name].problem:
+        # The memory cgroup killed the kernel before the process cap stopped the forks: the
+        # cell that started it (Task 1's) fails, the kernel is restarted, the rest is graded.
+        assert _scores([results[name]])[name] == (0.0, 3.0), results[name].problem
+    else:
+        assert _scores([results[name]])[name] == (2.0, 3.0), results[name].problem
 
 
 @pytest.mark.slow
@@ -192,10 +197,13 @@ def test_proc_shows_neither_the_grader_nor_its_secrets(batch):
 
 @pytest.mark.slow
 def test_fork_bomb_ends_as_a_failed_cell(batch):
+    """Whichever cap stops it first: the process cap (the fork fails with BlockingIOError) or,
+    where the kernel has a memory cgroup, the memory cap (the kernel is killed, restarted)."""
     root, _, results, _, _, _ = batch
-    text = _outputs(root, "fork_bomb")
-    assert "BlockingIOError" in text
-    assert "process cap" in results["fork_bomb"].problem
+    text, problem = _outputs(root, "fork_bomb"), results["fork_bomb"].problem
+    assert ("BlockingIOError" in text and "process cap" in problem) or (
+        "kernel died" in problem and sandbox.memory_cgroup_place() is not None), problem
+    assert _scores([results["fork_bomb"]])["fork_bomb"][1] == 3.0  # the rest is graded
 
 
 @pytest.mark.slow
