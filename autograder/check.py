@@ -23,7 +23,7 @@ from pathlib import Path
 from . import notebooks
 from ._paths import CourseError, tool_env
 from .config import GradeConfig
-from .sandbox import NO_SANDBOX, SandboxKernelManager, detect
+from .sandbox import NO_SANDBOX, detect
 
 DEFAULT_CELL_TIMEOUT = GradeConfig().cell_timeout
 
@@ -89,12 +89,9 @@ def check_notebook(path: Path, cell_timeout: int | None = None,
     with tempfile.TemporaryDirectory(prefix="course-check-") as tmp:
         work = Path(tmp) / "nb"
         shutil.copytree(path.parent, work, ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
-        extra = {"kernel_manager_class": SandboxKernelManager} if use_sandbox else {}
         runner = TrustedExecute(timeout=cfg.cell_timeout, kernel_name="python3",
                                 sandbox_mode=mode, seed=cfg.seed, visible_only=True,
-                                max_reply_bytes=cfg.max_reply_bytes, **extra)
-        if use_sandbox:
-            runner.kernel_manager_class = SandboxKernelManager
+                                max_reply_bytes=cfg.max_reply_bytes)
         with _kernel_environment(Path(tmp), cfg.seed):
             runner.preprocess(nb, {"metadata": {"path": str(work)}})
     rows = []

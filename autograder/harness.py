@@ -40,9 +40,9 @@ import numpy as np
 from nbformat import NotebookNode
 
 from . import notebooks
+from .config import DEFAULT_MAX_REPLY_BYTES  # a ResNet-34 state dict is 87 MB
 
 TARGET = "course_agent"
-DEFAULT_MAX_REPLY_BYTES = 512 * 2**20  # one reply's buffers; a ResNet-34 state dict is 87 MB
 MAX_DEPTH = 64
 MAX_ITEMS = 200_000
 MAX_MESSAGE_CHARS = 1000  # a failure message shown in feedback

@@ -109,7 +109,6 @@ class TrustedExecute(SandboxCells, Execute):
         self._replay: list[str] = []
         self._restarts = 0
         self._dead = ""
-        self._link: KernelLink | None = None
         self.harness = Harness(self.seed, self._make_link)
         try:
             return super().preprocess(nb, resources, km)

@@ -60,6 +60,7 @@ from nbclient.util import run_sync
 from traitlets import Integer, Unicode
 
 from ._paths import CourseError
+from .config import DEFAULT_MAX_PROCESSES
 
 ROOT_MODE = "root"  # grader is root: privileged bwrap, kernel drops to a uid of its own
 USER_MODE = "user"  # grader is a user: bwrap in a user namespace, kernel keeps that uid
@@ -68,7 +69,6 @@ MODES = (ROOT_MODE, USER_MODE, NO_SANDBOX)
 
 UID_BASE = 47000  # uids UID_BASE .. UID_BASE + UID_COUNT - 1, skipping any in /etc/passwd
 UID_COUNT = 1000
-DEFAULT_MAX_PROCESSES = 256  # per kernel, threads included (torch, OpenMP, ipykernel)
 MAX_FILE_BYTES = 2 * 2**30  # RLIMIT_FSIZE: no single file written above 2 GiB
 DEFAULT_TMP_MB = 1024  # each of the kernel's /tmp and /dev/shm (tmpfs, RAM)
 DEFAULT_HOME_MB = 1024  # the kernel's home (tmpfs, RAM), its copy of the submission included
