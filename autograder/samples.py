@@ -2,7 +2,8 @@
 
 A submission starts as the student copy (``release/``); each solution cell is then left blank,
 filled with the source solution, or replaced by a known-wrong answer kept in
-``samples/<lab>/wrong/<grade_id>.py`` (its first line says what is wrong with it).
+``samples/<lab>/wrong/<grade_id>.py`` or, for a further one of the same cell,
+``samples/<lab>/wrong/<grade_id>--<mistake>.py`` (its first line says what is wrong with it).
 """
 
 from __future__ import annotations
@@ -34,9 +35,30 @@ def solution_cells(lab: str, root: Path = REPO_ROOT) -> dict[str, str]:
 
 
 def wrong_answers(lab: str) -> dict[str, str]:
-    """``grade_id -> wrong cell text`` shipped in ``samples/<lab>/wrong/``."""
+    """``name -> wrong cell text`` shipped in ``samples/<lab>/wrong/`` (name: the file's stem).
+
+    The name is the answer cell's ``grade_id``, or ``<grade_id>--<mistake>`` when a cell has
+    several: :func:`grade_id_of` gives the cell back.
+    """
     folder = SAMPLES_DIR / lab / "wrong"
     return {p.stem: p.read_text(encoding="utf-8").rstrip("\n") for p in sorted(folder.glob("*.py"))}
+
+
+def grade_id_of(name: str) -> str:
+    """The answer cell a wrong answer named ``<grade_id>[--<mistake>]`` replaces."""
+    return name.split("--", 1)[0]
+
+
+def wrong_overrides(lab: str, names: Iterable[str]) -> dict[str, str]:
+    """``grade_id -> text`` of the named wrong answers, for :func:`make_submission`."""
+    wrong = wrong_answers(lab)
+    overrides: dict[str, str] = {}
+    for name in names:
+        grade_id = grade_id_of(name)
+        if grade_id in overrides:
+            raise CourseError(f"{name} and another wrong answer both replace {grade_id}")
+        overrides[grade_id] = wrong[name]
+    return overrides
 
 
 def make_submission(lab: str, dest: Path, solve: Iterable[str] | str = ALL,
@@ -89,12 +111,10 @@ def demo_students(lab: str) -> dict[str, dict]:
     """
     code_cells = sorted(g for g in solution_cells(lab) if notebooks.task_of(g) is not None
                         and not g.endswith("_answer"))
-    wrong = wrong_answers(lab)
-    mistakes = [g for g in DEMO_MISTAKES.get(lab, ()) if g in wrong]
     return {
         "alice": {"solve": ALL},
         "bob": {"solve": []},
         "carol": {"solve": code_cells[: len(code_cells) // 2]},
-        "dave": {"solve": ALL, "overrides": {g: wrong[g] for g in mistakes}},
+        "dave": {"solve": ALL, "overrides": wrong_overrides(lab, DEMO_MISTAKES.get(lab, ()))},
         "erin": {"solve": ALL, "overrides": {code_cells[0]: "import os\nos._exit(1)"}},
     }

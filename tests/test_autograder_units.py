@@ -10,9 +10,17 @@ import pytest
 from autograder import notebooks
 from autograder.cli import main
 from autograder.grade import StudentResult, format_table, write_csv
-from autograder.samples import ALL, demo_students, make_submission, solution_cells, wrong_answers
+from autograder.samples import (
+    ALL,
+    demo_students,
+    grade_id_of,
+    make_submission,
+    solution_cells,
+    wrong_answers,
+    wrong_overrides,
+)
 
-from ._course import LAB1, lab_notebooks
+from ._course import LAB1, LABS, lab_notebooks
 
 CELL = """# TODO (Task 6): explain
 def f(x):
@@ -73,12 +81,25 @@ def test_make_submission_rejects_unknown_cells(tmp_path):
         make_submission(LAB1, tmp_path / "s", solve=["task42_nothing"])
 
 
-def test_every_wrong_answer_names_its_task_and_mistake():
-    wrong = wrong_answers(LAB1)
+@pytest.mark.parametrize("lab", LABS)
+def test_every_wrong_answer_names_its_task_and_mistake(lab):
+    wrong = wrong_answers(lab)
     assert wrong, "wrong answers ship with the package"
-    for grade_id, text in wrong.items():
-        assert text.startswith(f"# WRONG (Task {notebooks.task_of(grade_id)})"), grade_id
-        assert grade_id in solution_cells(LAB1)
+    for name, text in wrong.items():
+        grade_id = grade_id_of(name)
+        assert text.startswith(f"# WRONG (Task {notebooks.task_of(grade_id)}): "), name
+        assert grade_id in solution_cells(lab), f"{name} replaces no answer cell of {lab}"
+
+
+def test_wrong_answer_names_map_to_their_cell():
+    assert grade_id_of("task5_occlusion--border") == "task5_occlusion"
+    assert grade_id_of("task5_occlusion") == "task5_occlusion"
+    overrides = wrong_overrides(LAB1, ["task9_compare--random", "task3_inference"])
+    assert set(overrides) == {"task9_compare", "task3_inference"}
+    assert overrides["task9_compare"].startswith("# WRONG (Task 9): random tensors")
+    from autograder._paths import CourseError
+    with pytest.raises(CourseError, match="both replace task9_compare"):
+        wrong_overrides(LAB1, ["task9_compare--random", "task9_compare"])
 
 
 def test_demo_class():
