@@ -1,4 +1,4 @@
-"""The ``course`` command line: ``build``, ``check``, ``grade`` and ``demo``."""
+"""The ``course`` command line: ``build``, ``check``, ``grade``, ``demo`` and ``audit``."""
 
 from __future__ import annotations
 
@@ -102,6 +102,12 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_audit(args: argparse.Namespace) -> int:
+    """Grade blank, random, constant and known-wrong answers against the hidden tests."""
+    from .audit import run_audit  # imports torch: only for this command
+    return run_audit(args.lab, Path(args.course).resolve(), set(args.task or ()), args.notebook)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="course", description=__doc__)
     parser.add_argument("--course", default=str(REPO_ROOT),
@@ -147,6 +153,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="throwaway course folder (replaced on every run)")
     p.add_argument("--jobs", type=int, default=2, help="submissions graded at once (2)")
     p.set_defaults(func=_cmd_demo)
+
+    p = sub.add_parser("audit", help="check that blank, random, constant and known-wrong "
+                                     "answers earn nothing (an instructor's check of the tests)")
+    p.add_argument("lab", nargs="?", help="one lab (default: all)")
+    p.add_argument("--task", type=int, action="append", help="only this task (repeatable)")
+    p.add_argument("--notebook", help="only this notebook (its name without .ipynb)")
+    p.set_defaults(func=_cmd_audit)
     return parser
 
 
