@@ -4,6 +4,8 @@ A throwaway course folder receives sample submissions made from each lab's own n
 solution, the untouched release, and copies with known-wrong answers
 (``autograder/samples/<lab>/wrong``). The wrong answers are grouped so that each submission
 breaks one task per notebook at most: each must lose exactly the points of its broken tasks.
+(``tests/test_audit.py`` runs every wrong answer, and random and constant shortcuts, against
+the tests in-process; this file checks that the real grader agrees on the shipped ones.)
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import pytest
 
 from autograder import notebooks, sandbox
 from autograder.grade import GradeOptions, format_table, grade, write_csv
-from autograder.samples import ALL, make_submission, wrong_answers
+from autograder.samples import ALL, grade_id_of, make_submission, wrong_answers, wrong_overrides
 
 from ._course import LAB1, LAB2, LABS, copy_course, graded_cells
 
@@ -27,12 +29,14 @@ WRONG_GROUPS = {
         "wrong_b": ("task2_transform", "task7_visualize"),
         "wrong_c": ("task3_inference", "task8_noise_tunnel"),
         "wrong_d": ("task4_graph", "task9_compare"),
+        "wrong_e": ("task5_visualize_filter--hardcoded", "task9_compare--random"),
     },
     LAB2: {
         # Notebooks: 1 = Tasks 1-2, 2 = Tasks 3-4, 3 = Tasks 5-7.
         "wrong_a": ("task1_activations", "task3_gradcam", "task6_saliency"),
         "wrong_b": ("task2_sparsity", "task4_cam_family", "task5_occlusion"),
-        "wrong_c": ("task7_attention",),
+        "wrong_c": ("task2_sparsity--nonpositive", "task3_gradcam--max_only", "task7_attention"),
+        "wrong_d": ("task3_gradcam--hook_left", "task5_occlusion--border"),
     },
 }
 MANUAL_POINTS = {LAB1: 14, LAB2: 19}
@@ -53,6 +57,11 @@ def _task_points(lab: str, cell_type: str = "code") -> dict[int, float]:
     return points
 
 
+def _notebook_of(lab: str, grade_id: str) -> str:
+    return next(name for name, cell in graded_cells(lab)
+                if notebooks.nbgrader_meta(cell).get("grade_id") == grade_id)
+
+
 def _digest(folder: Path) -> dict[str, str]:
     return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
             for p in sorted(folder.rglob("*")) if p.is_file()}
@@ -62,11 +71,10 @@ def _digest(folder: Path) -> dict[str, str]:
 def graded(request, tmp_path_factory):
     lab = request.param
     root = copy_course(tmp_path_factory.mktemp("course"))
-    wrong = wrong_answers(lab)
     plans = {
         "solution": {"solve": ALL},
         "blank": {"solve": []},
-        **{name: {"solve": ALL, "overrides": {g: wrong[g] for g in ids}}
+        **{name: {"solve": ALL, "overrides": wrong_overrides(lab, ids)}
            for name, ids in WRONG_GROUPS[lab].items()},
     }
     for student, plan in plans.items():
@@ -80,10 +88,13 @@ def graded(request, tmp_path_factory):
 
 @pytest.mark.parametrize("lab", LABS)
 def test_every_wrong_answer_is_used(lab):
-    used = {g for ids in WRONG_GROUPS[lab].values() for g in ids}
-    assert used == set(wrong_answers(lab)), "each shipped wrong answer should be graded"
-    tasks = [notebooks.task_of(g) for g in used]
-    assert sorted(tasks) == sorted(_task_points(lab)), "one wrong answer per task"
+    used = [name for names in WRONG_GROUPS[lab].values() for name in names]
+    assert sorted(used) == sorted(wrong_answers(lab)), "each shipped wrong answer is graded once"
+    assert {notebooks.task_of(grade_id_of(n)) for n in used} == set(_task_points(lab)), (
+        "every task has a wrong answer")
+    for names in WRONG_GROUPS[lab].values():  # one broken task per notebook and submission
+        cells = [_notebook_of(lab, grade_id_of(n)) for n in names]
+        assert len(cells) == len(set(cells)), names
 
 
 def test_solution_scores_full_marks(graded):
@@ -107,7 +118,7 @@ def test_each_wrong_answer_loses_exactly_its_task(graded):
     lab, _, results, _ = graded
     points = _task_points(lab)
     for student, grade_ids in WRONG_GROUPS[lab].items():
-        broken = {notebooks.task_of(g) for g in grade_ids}
+        broken = {notebooks.task_of(grade_id_of(g)) for g in grade_ids}
         expected = {t: (0.0 if t in broken else p) for t, p in points.items()}
         got = {t: s for t, (s, _) in results[student].tasks.items()}
         assert got == expected, f"{student} ({', '.join(grade_ids)})"
