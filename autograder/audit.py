@@ -31,6 +31,7 @@ import math
 import random
 import time
 import traceback
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -101,8 +102,12 @@ def shortcut(function: Callable, kind: str, faked: _Faked) -> Callable:
 
 
 def defined_functions(source: str) -> list[str]:
-    """Names of the top-level functions a cell defines."""
-    return [node.name for node in ast.parse(source).body
+    """Names of the top-level functions a cell defines (none for text that is not Python)."""
+    try:
+        body = ast.parse(source).body
+    except SyntaxError:
+        return []
+    return [node.name for node in body
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))]
 
 
@@ -168,8 +173,11 @@ def _python(source: str) -> str:
 
 
 def _run(source: str, namespace: dict, label: str) -> None:
+    """Run a cell as a kernel would, its output and warnings discarded (never raised)."""
     code = compile(_python(source), f"<{label}>", "exec")
-    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()), \
+            warnings.catch_warnings():
+        warnings.simplefilter("ignore")
         exec(code, namespace)  # noqa: S102 - the course's own cells and sample answers
 
 

@@ -16,7 +16,7 @@ import torch
 
 from autograder import audit, notebooks
 from autograder._paths import REPO_ROOT
-from autograder.samples import grade_id_of, wrong_answers
+from autograder.samples import grade_id_of, solution_cells, wrong_answers
 
 from ._course import LABS
 
@@ -47,7 +47,9 @@ def test_random_shortcut_follows_the_torch_seed():
 
 
 def test_defined_functions():
-    assert audit.defined_functions("import x\ndef f():\n    pass\nclass C: pass\ndef g(): 1") == ["f", "g"]
+    source = "import x\ndef f():\n    pass\nclass C: pass\ndef g(): 1"
+    assert audit.defined_functions(source) == ["f", "g"]
+    assert audit.defined_functions("A written answer, not Python.") == []
 
 
 def _row(kind, earned, task=2, maximum=None):
@@ -110,12 +112,12 @@ def test_shortcuts_and_wrong_answers_earn_nothing(lab):
     rows = audit.audit_lab(lab)
     defects = [audit.format_row(r) for r in rows if r.problem]
     assert not defects, "\n".join(defects)
-    # Every function-answer task met both shortcuts; every shipped wrong answer ran.
-    kinds = {(r.task, r.kind) for r in rows if r.applicable}
+    # Every task whose answer defines functions met both shortcuts; every wrong answer ran.
+    functions = {notebooks.task_of(g) for g, text in solution_cells(lab).items()
+                 if notebooks.task_of(g) is not None and audit.defined_functions(text)}
     tasks = {r.task for r in rows if r.kind == audit.BLANK}
-    non_functions = {r.task for r in rows if r.kind in audit.SHORTCUTS and not r.applicable}
-    for task in tasks - non_functions:
-        assert {(task, audit.RANDOM), (task, audit.CONSTANT)} <= kinds, f"Task {task}"
+    ran = {(r.task, r.kind) for r in rows}
+    assert functions and all({(t, audit.RANDOM), (t, audit.CONSTANT)} <= ran for t in functions)
     assert sorted(r.name for r in rows if r.kind == audit.WRONG) == sorted(wrong_answers(lab))
     assert all(r.earned.get(r.task) == 0 for r in rows if r.kind == audit.WRONG)
     assert {notebooks.task_of(grade_id_of(n)) for n in wrong_answers(lab)} == tasks
