@@ -74,6 +74,10 @@ class CallTimedOut(KernelUnresponsive):
     """A call took longer than its time limit and was interrupted (the kernel still answers)."""
 
 
+class KernelDied(KernelUnresponsive):
+    """The kernel died while the grader waited for it (the grader restarts it)."""
+
+
 class RemoteRaised(Exception):
     """Base of the exceptions re-raised here for an exception raised in the student's code."""
 
@@ -436,7 +440,10 @@ class KernelLink:
                 msg = self.kc.get_iopub_msg(timeout=min(left, 1.0))
             except queue.Empty:
                 if not self._km("is_alive"):
-                    raise KernelUnresponsive("the kernel died") from None
+                    # Broken: the grader restarts the kernel before it runs anything else.
+                    self.broken = ("the kernel died (crash, os._exit, memory or CPU-time cap) "
+                                   "while the grader waited for it")
+                    raise KernelDied(self.broken) from None
                 continue
             except Exception as exc:  # noqa: BLE001 - a malformed message from the kernel
                 raise RemoteDataError(f"unreadable message from the kernel ({exc!r:.100})") \
@@ -728,7 +735,7 @@ class Harness:
                 return TestOutcome(False, "AssertionError", text)
             except KernelUnresponsive as exc:
                 ename = "CellTimeoutError" if isinstance(exc, CallTimedOut) else \
-                    "KernelUnresponsive"
+                    "KernelDied" if isinstance(exc, KernelDied) else "KernelUnresponsive"
                 return TestOutcome(False, ename, _short(str(exc)))
             except RemoteDataError as exc:
                 return TestOutcome(False, "RemoteDataError", _short(str(exc)))

@@ -19,6 +19,7 @@ import torch
 from autograder import harness
 from autograder.harness import (
     Harness,
+    KernelDied,
     KernelLink,
     KernelUnresponsive,
     Remote,
@@ -199,7 +200,8 @@ def test_in_kernel_sees_the_students_side_effects(link, kernel):
             "assert count_hooks(in_kernel(_m)) == 1\n")
     outcome = h.run_test("test_side_effects", code)
     assert outcome.passed, outcome
-    assert in_kernel(tiny_cnn()) is not None  # outside a test: the object itself
+    model = tiny_cnn()
+    assert in_kernel(model) is model  # outside a test: the object itself
 
 
 def test_global_rng_is_shared_with_the_kernel(link):
@@ -284,9 +286,10 @@ def test_an_async_kernel_manager_is_interrupted_and_its_death_noticed(tmp_path):
         with pytest.raises(KernelUnresponsive, match="interrupted"):
             _remote(link, "slow")()
         start = time.monotonic()
-        with pytest.raises(KernelUnresponsive, match="died"):
+        with pytest.raises(KernelDied, match="died"):
             _remote(link, "die")()
         assert time.monotonic() - start < 10, "a dead kernel must be noticed in seconds"
+        assert link.broken, "a kernel that died during a call must be restarted by the grader"
         link.close()
     finally:
         kc.stop_channels()

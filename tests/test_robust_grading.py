@@ -66,6 +66,9 @@ def _build_class(root: Path) -> dict[str, tuple[float, float]]:
     make("memory_hog", overrides={"task2_mean": "hog = bytearray(6 * 2**30)\n" + MEAN})
     make("exits", overrides={"task2_mean": "import os\nos._exit(1)"})
     make("segfault", overrides={"task2_mean": "import ctypes\nctypes.string_at(0)"})
+    # the kernel dies during Task 1's test (a call into the notebook): Task 2 still grades
+    make("dies_in_test", overrides={"task1_add": "def add(a, b):\n    import os\n"
+                                                 "    os._exit(1)"})
     # right on the visible test's [1, 2, 3] only; the student also weakened the test cell
     _edit(make("weakened_test", overrides={"task2_mean": "def mean(values):\n"
                                                          "    return float(values[1])"}),
@@ -101,7 +104,8 @@ def _build_class(root: Path) -> dict[str, tuple[float, float]]:
                      "def add(a, b):\n    return a - b"})
     return {
         "solution": (2, 3), "blank": (0, 0), "partial": (2, 0), "endless_loop": (2, 0),
-        "memory_hog": (2, 0), "exits": (2, 0), "segfault": (2, 0), "weakened_test": (2, 0),
+        "memory_hog": (2, 0), "exits": (2, 0), "segfault": (2, 0), "dies_in_test": (0, 3),
+        "weakened_test": (2, 0),
         "deleted_test": (2, 3), "deleted_test_blank": (2, 0), "duplicated_cell": (2, 3),
         "corrupt_json": (0, 0), "empty_folder": (0, 0), "extra_notebook": (2, 3),
         "renamed_notebook": (0, 0), "noisy_stderr": (2, 3), "huge_print": (2, 3),
@@ -134,7 +138,8 @@ def test_every_submission_gets_exactly_its_expected_score(batch):
 
 @pytest.mark.parametrize(("student", "words"), [
     ("endless_loop", "timed out"), ("memory_hog", "out of memory"), ("exits", "kernel died"),
-    ("segfault", "kernel died"), ("corrupt_json", "not a readable notebook"),
+    ("segfault", "kernel died"), ("dies_in_test", "kernel died"),
+    ("corrupt_json", "not a readable notebook"),
     ("empty_folder", "no notebooks submitted"), ("extra_notebook", "notes.ipynb: not part"),
     ("renamed_notebook", "quiz.ipynb: missing"), ("duplicated_cell", "appears twice"),
     ("duplicated_cell", "restored to code"), ("deleted_test", "test_task1_add was deleted"),
