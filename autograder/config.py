@@ -20,6 +20,17 @@ DEFAULT_NOTEBOOK_TIMEOUT = 1800  # seconds for one student's whole lab
 DEFAULT_MAX_PROCESSES = 256  # per sandboxed kernel, threads included (torch, OpenMP, ipykernel)
 DEFAULT_MAX_OUTPUT_BYTES = 100_000  # text per cell in the graded copy
 DEFAULT_MAX_REPLY_BYTES = 512 * 2**20  # one reply from the kernel to the harness
+# Limits that guard only the grader's own machinery, never a student's code: a kernel starting
+# (its startup file imports torch: 3 s on an idle 2-core machine, 45 s and more under load, and
+# nbclient's 60 s default failed whole notebooks), the grader connecting to it, and one
+# notebook's run failing for a reason outside its cells (then it is run again).
+DEFAULT_STARTUP_TIMEOUT = 600  # seconds for a kernel to start and answer
+DEFAULT_INFRASTRUCTURE_RETRIES = 2  # runs of a notebook again after a failure of the grader
+# A cell (or a test's call) gets its timeout in seconds its kernel could run: the time its
+# threads waited for a CPU taken by other processes does not count, up to this many times the
+# timeout in wall-clock time (a cap, so that no load, real or made by the submission, stretches
+# a cell without end).
+DEFAULT_TIMEOUT_STRETCH = 4.0
 
 
 @dataclass(frozen=True)
@@ -40,6 +51,12 @@ class GradeConfig:
         cpu_time: CPU seconds of a kernel (0: the notebook timeout times the CPU cores).
         max_reply_bytes: cap on one reply the kernel sends the harness.
         visible_only: run only the visible part of each test (``course check``).
+        startup_timeout: seconds a kernel may take to start and answer (the grader's own
+            startup code runs then, never the student's).
+        timeout_stretch: on a loaded machine, how many times ``cell_timeout`` a cell may take
+            in wall-clock time; within that, time the kernel waited for a CPU does not count.
+        infrastructure_retries: how many times a notebook is run again when its run failed
+            for a reason outside its cells (a kernel that did not start, the grader's error).
     """
 
     jobs: int = 1
@@ -54,6 +71,9 @@ class GradeConfig:
     cpu_time: int = 0
     max_reply_bytes: int = DEFAULT_MAX_REPLY_BYTES
     visible_only: bool = False
+    startup_timeout: int = DEFAULT_STARTUP_TIMEOUT
+    timeout_stretch: float = DEFAULT_TIMEOUT_STRETCH
+    infrastructure_retries: int = DEFAULT_INFRASTRUCTURE_RETRIES
 
     def cpu_seconds(self) -> int:
         """The CPU-time cap: ``cpu_time``, or the notebook timeout times the CPU cores."""

@@ -25,6 +25,7 @@ import contextlib
 import inspect
 import io
 import math
+import os
 import pickle
 import queue
 import random
@@ -40,12 +41,17 @@ import numpy as np
 from nbformat import NotebookNode
 
 from . import notebooks
-from .config import DEFAULT_MAX_REPLY_BYTES  # a ResNet-34 state dict is 87 MB
+from .config import (  # a ResNet-34 state dict is 87 MB
+    DEFAULT_MAX_REPLY_BYTES,
+    DEFAULT_STARTUP_TIMEOUT,
+    DEFAULT_TIMEOUT_STRETCH,
+)
 
 TARGET = "course_agent"
 MAX_DEPTH = 64
 MAX_ITEMS = 200_000
 MAX_MESSAGE_CHARS = 1000  # a failure message shown in feedback
+INTERRUPT_GRACE = 10  # seconds (of the kernel's own time) to answer once interrupted
 # While a test cell runs: resolves course_lib.testing.in_kernel(obj) to the kernel's copy.
 KERNEL_COPY: Callable[[Any], Any] | None = None
 # Names a Remote never forwards (Python and libraries probe these; they are never data).
@@ -372,19 +378,97 @@ class _Pickler(pickle.Pickler):
         return self.find(obj)
 
 
+def kernel_pid(km: Any) -> int | None:
+    """The kernel's process id on this machine, or None (not running, or not known)."""
+    try:
+        finder = getattr(km, "kernel_pid", None)
+        if callable(finder):  # SandboxKernelManager: the kernel inside bubblewrap
+            pid = finder()
+        else:
+            pid = getattr(getattr(getattr(km, "provisioner", None), "process", None), "pid",
+                          None)
+    except Exception:  # noqa: BLE001 - /proc raced with the kernel's exit: no pid
+        return None
+    return pid if isinstance(pid, int) and pid > 0 else None
+
+
+def run_queue_waits(pid: int) -> dict[int, int]:
+    """Nanoseconds each thread of process ``pid`` has spent runnable but waiting for a CPU.
+
+    Linux's ``/proc/PID/task/TID/schedstat`` (second field); empty where it cannot be read.
+    """
+    waits = {}
+    try:
+        threads = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return waits
+    for tid in threads:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/schedstat") as fh:
+                waits[int(tid)] = int(fh.read().split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+    return waits
+
+
+class LoadClock:
+    """Time limits that a loaded machine does not shorten: the seconds a kernel could run.
+
+    On an idle machine this clock is the wall clock. On a loaded one the kernel's threads wait
+    for a CPU while other processes run; that wait is not the kernel's doing, and is not counted
+    against its limit. The wait counted is the longest of any one of the kernel's threads
+    (threads waiting for one another are not waiting for a CPU; a thread's wait is counted
+    once). However much waiting there is, a limit expires at ``stretch`` times its value in
+    wall-clock time, so that no load, including one the kernel makes itself with many threads,
+    stretches it further.
+
+    Args:
+        pid: the kernel's process id (None: a plain wall clock).
+        stretch: the cap, as a multiple of the limit (1: a plain wall clock).
+    """
+
+    def __init__(self, pid: int | None, stretch: float = DEFAULT_TIMEOUT_STRETCH) -> None:
+        self.pid = pid
+        self.stretch = max(1.0, float(stretch))
+        self.start = time.monotonic()
+        self._base = run_queue_waits(pid) if pid else {}
+
+    def wall(self) -> float:
+        return time.monotonic() - self.start
+
+    def waited(self) -> float:
+        """Seconds the kernel has waited for a CPU since this clock started."""
+        if not self.pid or self.stretch == 1.0:
+            return 0.0
+        now = run_queue_waits(self.pid)
+        return max((ns - self._base.get(tid, 0) for tid, ns in now.items()), default=0) / 1e9
+
+    def left(self, limit: float) -> float:
+        """Seconds until ``limit`` expires at the earliest (0 or less: it has)."""
+        wall = self.wall()
+        return min(limit - max(0.0, wall - self.waited()), limit * self.stretch - wall)
+
+
 class KernelLink:
     """Requests to one kernel's agent over its own client connection.
 
     Args:
         km: the kernel's manager (``interrupt_kernel``, ``is_alive``, ``blocking_client``).
-        timeout: seconds one request may take before the kernel is interrupted.
+        timeout: seconds one request may take before the kernel is interrupted, counted on a
+            :class:`LoadClock` (the student's code runs then: a limit that matters).
         max_bytes: cap on one reply's buffers.
+        startup_timeout: seconds to connect to the kernel and its agent (the grader's own
+            machinery: generous, as a loaded machine needs).
+        stretch: see :class:`LoadClock`.
     """
 
-    def __init__(self, km: Any, timeout: float, max_bytes: int = DEFAULT_MAX_REPLY_BYTES) -> None:
+    def __init__(self, km: Any, timeout: float, max_bytes: int = DEFAULT_MAX_REPLY_BYTES,
+                 startup_timeout: float = DEFAULT_STARTUP_TIMEOUT,
+                 stretch: float = DEFAULT_TIMEOUT_STRETCH) -> None:
         import zmq
 
         self.km, self.timeout, self.max_bytes = km, timeout, max_bytes
+        self.stretch = stretch
         self.shipped = _Shipped()
         self.bound: dict[int, tuple[Any, dict]] = {}
         self.broken = ""
@@ -392,16 +476,29 @@ class KernelLink:
         self._context.setsockopt(zmq.MAXMSGSIZE, max_bytes + 2**20)
         self.kc = km.blocking_client()
         self.kc.context = self._context
+        try:
+            self._connect(startup_timeout)
+        except BaseException:
+            self.close()
+            raise
+        self._rng_synced = _rng_snapshot()
+
+    def _connect(self, startup_timeout: float) -> None:
         self.kc.start_channels()
-        self.kc.wait_for_ready(timeout=60)
+        try:
+            self.kc.wait_for_ready(timeout=startup_timeout)
+        except RuntimeError as exc:  # jupyter_client: died, or did not answer in time
+            raise KernelUnresponsive(f"the grader could not connect to the kernel ({exc})") \
+                from None
         self.comm_id = uuid.uuid4().hex
         msg = self.kc.session.msg("comm_open", {"comm_id": self.comm_id, "target_name": TARGET,
                                                "data": {}})
         self.kc.shell_channel.send(msg)
-        hello = self._wait(msg["header"]["msg_id"], 30)
+        # However loaded the machine, the agent answers before the kernel says it is idle
+        # again: no answer by then means none will come (a submission took the agent's comm).
+        hello = self._wait(msg["header"]["msg_id"], startup_timeout, until_idle=True)
         if not (isinstance(hello, tuple) and hello[0].get("ready") is True):
             raise KernelUnresponsive("the grading agent did not start in the kernel")
-        self._rng_synced = _rng_snapshot()
 
     def close(self) -> None:
         with contextlib.suppress(Exception):
@@ -429,16 +526,24 @@ class KernelLink:
         holder.add(obj, ref)
         self.bound.update(holder.refs)
 
-    def _wait(self, msg_id: str, timeout: float) -> tuple[dict, list] | None:
-        """The comm reply to ``msg_id``: (data, buffers), or None if none came in time."""
-        deadline = time.monotonic() + timeout
+    def _clock(self) -> LoadClock:
+        return LoadClock(kernel_pid(self.km), self.stretch)
+
+    def _wait(self, msg_id: str, timeout: float, clock: LoadClock | None = None,
+              until_idle: bool = False) -> tuple[dict, list] | None:
+        """The comm reply to ``msg_id``: (data, buffers), or None if none came in time.
+
+        ``timeout`` is counted on ``clock`` (default: a plain wall clock). ``until_idle``: also
+        None as soon as the kernel reports it is done with ``msg_id`` without a reply.
+        """
+        clock = clock or LoadClock(None)
         while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return None
-            try:
-                msg = self.kc.get_iopub_msg(timeout=min(left, 1.0))
+            left = clock.left(timeout)
+            try:  # once time is up, what has arrived is still read (this process may lag)
+                msg = self.kc.get_iopub_msg(timeout=min(max(left, 0.0), 1.0))
             except queue.Empty:
+                if left <= 0:
+                    return None
                 if not self._km("is_alive"):
                     # Broken: the grader restarts the kernel before it runs anything else.
                     self.broken = ("the kernel died (crash, os._exit, memory or CPU-time cap) "
@@ -451,6 +556,9 @@ class KernelLink:
             if msg.get("parent_header", {}).get("msg_id") != msg_id:
                 continue
             content = msg.get("content", {})
+            if until_idle and msg.get("msg_type") == "status" and \
+                    content.get("execution_state") == "idle":
+                return None
             if msg.get("msg_type") == "comm_close" and content.get("comm_id") == self.comm_id:
                 raise KernelUnresponsive("the kernel closed the grader's connection")
             if msg.get("msg_type") == "comm_msg" and content.get("comm_id") == self.comm_id:
@@ -476,10 +584,10 @@ class KernelLink:
         msg = self.kc.session.msg("comm_msg", {"comm_id": self.comm_id, "data": data})
         self.kc.session.send(self.kc.shell_channel.socket, msg, buffers=buffers)
         msg_id = msg["header"]["msg_id"]
-        reply = self._wait(msg_id, self.timeout)
+        reply = self._wait(msg_id, self.timeout, self._clock())
         if reply is None:
             self._km("interrupt_kernel")
-            reply = self._wait(msg_id, 10)
+            reply = self._wait(msg_id, INTERRUPT_GRACE, self._clock())
             if reply is None:
                 self.broken = (f"the kernel did not answer within {self.timeout:.0f} s and "
                                "ignored the interrupt")

@@ -10,6 +10,9 @@ from __future__ import annotations
 import math
 import os
 import shutil
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +25,7 @@ from autograder.harness import (
     KernelDied,
     KernelLink,
     KernelUnresponsive,
+    LoadClock,
     Remote,
     RemoteDataError,
     RemoteRaised,
@@ -294,3 +298,45 @@ def test_an_async_kernel_manager_is_interrupted_and_its_death_noticed(tmp_path):
     finally:
         kc.stop_channels()
         run_sync(km.shutdown_kernel)(now=True)
+
+
+# --- time limits that a loaded machine does not shorten ----------------------------------------
+
+
+def _spinner(cpu: int) -> subprocess.Popen:
+    code = f"import os\nos.sched_setaffinity(0, {{{cpu}}})\nwhile True:\n    pass"
+    return subprocess.Popen([sys.executable, "-S", "-c", code], start_new_session=True)
+
+
+def test_load_clock_discounts_the_time_a_process_waits_for_a_cpu():
+    """Four busy loops on one CPU: each runs a quarter of the time and waits the rest."""
+    cpu = min(os.sched_getaffinity(0))
+    loops = [_spinner(cpu) for _ in range(4)]
+    try:
+        time.sleep(0.5)  # all four started and pinned
+        clock = LoadClock(loops[0].pid, stretch=4)
+        capped = LoadClock(loops[0].pid, stretch=1.2)
+        time.sleep(3)
+        wall, waited = clock.wall(), clock.waited()
+        assert 0.5 * wall < waited < wall, (wall, waited)
+        assert clock.left(2) > 0, "3 s of wall-clock time, but well under 2 s of its own"
+        assert capped.left(2) < 0, "the cap: 1.2 x 2 s of wall-clock time at most"
+    finally:
+        for loop in loops:
+            loop.kill()
+            loop.wait()
+
+
+def test_load_clock_is_the_wall_clock_on_an_idle_process_or_without_a_pid():
+    idle = subprocess.Popen([sys.executable, "-S", "-c", "import time; time.sleep(30)"])
+    try:
+        clock = LoadClock(idle.pid, stretch=4)
+        time.sleep(1)
+        assert clock.waited() < 0.1 and clock.left(3) == pytest.approx(2, abs=0.2)
+    finally:
+        idle.kill()
+        idle.wait()
+    plain = LoadClock(None, stretch=4)
+    time.sleep(0.2)
+    assert plain.waited() == 0 and plain.left(1) == pytest.approx(0.8, abs=0.1)
+    assert LoadClock(os.getpid(), stretch=1).waited() == 0  # stretch 1: a plain wall clock
