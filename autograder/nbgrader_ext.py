@@ -5,7 +5,11 @@
   never reach the kernel: :mod:`autograder.harness` runs them in this process against the
   kernel, and writes their verdict as the cell's output (nothing, or one error). A kernel that
   dies or ignores an interrupt is restarted, the cells that had finished are run again, and
-  grading goes on: only the cell that killed it fails.
+  grading goes on: only the cell that killed it fails. A loaded machine changes no grade: the
+  limits that guard the grader's own machinery (a kernel starting, the harness connecting) are
+  generous, a cell's and a test call's time limit counts only the time its kernel could run
+  (:class:`~autograder.harness.LoadClock`), and a run that fails outside its cells is run again
+  from the start (then, if it still fails, every test says so in one line, never a plain 0).
 - :class:`ShowVisibleTests`: in the graded copy, each test cell keeps only its visible part, so
   no hidden test appears in ``autograded/`` or in feedback.
 - :class:`LimitOutputBytes`: caps each cell's output in *bytes* (nbgrader's LimitOutput counts
@@ -16,26 +20,47 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
+import copy
+import signal
 import threading
 from pathlib import Path
+from queue import Empty
 from typing import Any
 
+from jupyter_core.utils import ensure_async
 from nbclient.exceptions import DeadKernelError
 from nbclient.util import run_sync
 from nbformat import NotebookNode
 from nbgrader.preprocessors import Execute, NbGraderPreprocessor
-from traitlets import Bool, Integer, Unicode
+from traitlets import Bool, Float, Integer, Unicode
 
 from . import notebooks
-from .harness import DEFAULT_MAX_REPLY_BYTES, Harness, KernelLink, failure_output, split_hidden
+from .config import (
+    DEFAULT_INFRASTRUCTURE_RETRIES,
+    DEFAULT_STARTUP_TIMEOUT,
+    DEFAULT_TIMEOUT_STRETCH,
+)
+from .harness import (
+    DEFAULT_MAX_REPLY_BYTES,
+    Harness,
+    KernelLink,
+    LoadClock,
+    failure_output,
+    kernel_pid,
+    split_hidden,
+)
 from .sandbox import NO_SANDBOX, SandboxCells, SandboxKernelManager
 
 KERNEL_DIED = "KernelDied"
 INTERRUPT_IGNORED = "InterruptIgnored"
+NOT_GRADED = "NotGraded"  # the grader could not run the notebook: its tests say so
 HIDDEN_NOTE = "# (hidden tests ran in the grader; they are not shown)"
-RESPONSIVE_SECONDS = 15  # a kernel that does not answer kernel_info in this time is stuck
+RESPONSIVE_SECONDS = 15  # of its own time: a kernel that does not answer kernel_info is stuck
+# Seconds to wait for a cell's last output once the kernel has replied (nbclient: 4 s). Output
+# only: a late message is never an error (nbgrader's raise_on_iopub_timeout, which made one a
+# failure of the whole notebook, is off), but under load 4 s drops the end of what a cell showed.
+IOPUB_TIMEOUT = 15
 
 
 def _error(ename: str, evalue: str) -> NotebookNode:
@@ -88,6 +113,16 @@ class TrustedExecute(SandboxCells, Execute):
     max_restarts = Integer(3, help="kernel restarts per notebook before the rest fails").tag(
         config=True)
     visible_only = Bool(False, help="run only the visible part of each test").tag(config=True)
+    # nbclient's defaults guard the grader's own machinery too tightly for a loaded machine.
+    startup_timeout = Integer(DEFAULT_STARTUP_TIMEOUT, help="seconds for a kernel to start and "
+                              "answer (only the grader's code runs then)").tag(config=True)
+    iopub_timeout = Integer(IOPUB_TIMEOUT, help="seconds to wait for a cell's last output after "
+                            "its reply").tag(config=True)
+    timeout_stretch = Float(DEFAULT_TIMEOUT_STRETCH, help="a cell or test call may take this "
+                            "many times its timeout when its kernel waits for a CPU (see "
+                            "autograder.harness.LoadClock); 1: wall-clock time").tag(config=True)
+    infrastructure_retries = Integer(DEFAULT_INFRASTRUCTURE_RETRIES, help="runs of a notebook "
+                                     "again after a failure outside its cells").tag(config=True)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -96,6 +131,7 @@ class TrustedExecute(SandboxCells, Execute):
             self.kernel_manager_class = SandboxKernelManager
         # A few seconds' delay of a cell's output on a loaded machine is not an error.
         self.raise_on_iopub_timeout = False
+        self._cell_clock: tuple[str, LoadClock] | None = None
 
     def _trusted(self, nb: NotebookNode, resources: Any) -> TrustedCells:
         name = (resources or {}).get("nbgrader", {}).get("notebook")
@@ -105,20 +141,64 @@ class TrustedExecute(SandboxCells, Execute):
         return TrustedCells(nb, visible_only=True)
 
     def preprocess(self, nb: NotebookNode, resources: Any = None, km: Any = None):
+        """Run the notebook; a run that fails outside its cells is run again from the start.
+
+        Whatever a cell does is handled inside the run (its error, its time limit, a kernel it
+        kills), so an exception that reaches here is the grader's: a kernel that did not start,
+        a connection lost, nbclient's own error. The notebook is run again on a fresh kernel,
+        up to ``infrastructure_retries`` times; if it still fails, each test cell fails with
+        one readable line saying the notebook was not graded, and the other notebooks of the
+        submission are graded as usual.
+        """
         self._cells = self._trusted(nb, resources)
+        pristine = copy.deepcopy(nb)
+        name = (resources or {}).get("nbgrader", {}).get("notebook") or "the notebook"
+        why = ""
+        for attempt in range(1 + max(0, self.infrastructure_retries)):
+            if attempt:
+                nb.cells, nb.metadata = copy.deepcopy(pristine.cells), copy.deepcopy(
+                    pristine.metadata)
+            try:
+                return self._run_once(nb, resources, km)
+            except Exception as exc:  # noqa: BLE001 - a failure of the grader, see above
+                why = _one_line(exc)
+                self.log.warning("Run %d of %s failed outside its cells (%s)%s", attempt + 1,
+                                 name, why, "; running it again" if attempt <
+                                 self.infrastructure_retries else "")
+                self._discard_kernel()
+        message = (f"NOT GRADED: the grader could not run this notebook ({why}; tried "
+                   f"{1 + max(0, self.infrastructure_retries)} times); grade this student again")
+        nb.cells, nb.metadata = pristine.cells, pristine.metadata
+        for cell in nb.cells:
+            if is_test_cell(cell):
+                cell.outputs = [_error(NOT_GRADED, message)]
+        return nb, resources
+
+    def _run_once(self, nb: NotebookNode, resources: Any, km: Any):
         self._replay: list[str] = []
         self._restarts = 0
         self._dead = ""
+        self._cell_clock = None
         self.harness = Harness(self.seed, self._make_link)
         try:
             return super().preprocess(nb, resources, km)
         finally:
             self.harness.close()
 
+    def _discard_kernel(self) -> None:
+        """After a failed run: whatever is left of its kernel is stopped."""
+        if self.km is not None:
+            with contextlib.suppress(Exception):
+                self._cleanup_kernel()
+        self.km = self.kc = None
+
     def _make_link(self) -> KernelLink:
+        if not self._dead and not run_sync(self._kernel_alive)():
+            self._recover("the kernel died between cells")  # e.g. a thread the notebook left
         if self._dead:
             raise DeadKernelError(self._dead)
-        return KernelLink(self.km, timeout=self.timeout or 180, max_bytes=self.max_reply_bytes)
+        return KernelLink(self.km, timeout=self.timeout or 180, max_bytes=self.max_reply_bytes,
+                          startup_timeout=self.startup_timeout, stretch=self.timeout_stretch)
 
     def preprocess_cell(self, cell: NotebookNode, resources: Any, index: int):
         grade_id = notebooks.nbgrader_meta(cell).get("grade_id")
@@ -142,6 +222,14 @@ class TrustedExecute(SandboxCells, Execute):
                                              args=(grade_id, setup), daemon=True)
             harness_setup.start()
         try:
+            self._run_cell(cell, resources, index)
+        finally:  # also when the run fails: no setup cell is left running into the next run
+            if harness_setup is not None:
+                harness_setup.join()
+        return cell, resources
+
+    def _run_cell(self, cell: NotebookNode, resources: Any, index: int) -> None:
+        try:
             super().preprocess_cell(cell, resources, index)
         except DeadKernelError:
             cell.outputs = [o for o in cell.get("outputs", []) if o.get("output_type") == "stream"]
@@ -159,9 +247,6 @@ class TrustedExecute(SandboxCells, Execute):
                 self._recover("a cell ignored the interrupt")
             elif cell.source.strip():
                 self._replay.append(cell.source)
-        if harness_setup is not None:
-            harness_setup.join()
-        return cell, resources
 
     def _run_test(self, cell: NotebookNode, grade_id: str) -> NotebookNode:
         outcome = self.harness.run_test(grade_id, self._cells.tests[grade_id])
@@ -171,24 +256,95 @@ class TrustedExecute(SandboxCells, Execute):
             self._recover(link.broken)
         return cell
 
+    # --- time limits on a loaded machine -----------------------------------------------------
+
+    def _get_timeout(self, cell: NotebookNode | None) -> int | None:
+        if cell is None:  # the grader's own request (kernel_info as a run starts), no cell's
+            return self.startup_timeout
+        return super()._get_timeout(cell)
+
+    async def _async_poll_for_reply(self, msg_id: str, cell: NotebookNode, timeout: Any,
+                                    *args: Any, **kwargs: Any) -> dict:
+        # nbclient waits ``timeout`` seconds of wall-clock time, then calls
+        # _async_handle_timeout; the clock started here says how much of it the kernel had.
+        self._cell_clock = (msg_id, LoadClock(kernel_pid(self.km), self.timeout_stretch))
+        try:
+            return await super()._async_poll_for_reply(msg_id, cell, timeout, *args, **kwargs)
+        finally:
+            self._cell_clock = None
+
+    async def _async_handle_timeout(self, timeout: int, cell: NotebookNode | None = None):
+        """A cell's wall-clock time is up: wait on while its kernel has had less than that.
+
+        Time the kernel spent waiting for a CPU (other processes running) does not count, so a
+        correct cell is not stopped for the machine's load; a cell that uses its time, as an
+        endless loop does, is stopped when its time is up, at the latest at ``timeout_stretch``
+        times it. The reply, if it comes meanwhile, is the cell's.
+        """
+        pending, self._cell_clock = self._cell_clock, None
+        if cell is not None and pending is not None:
+            msg_id, clock = pending
+            while True:
+                left = clock.left(timeout)
+                try:  # once time is up, what has arrived is still read (this process may lag)
+                    msg = await ensure_async(self.kc.shell_channel.get_msg(
+                        timeout=min(max(left, 0.0), 5.0)))
+                except Empty:
+                    if left <= 0:
+                        break
+                    await self._async_check_alive()  # DeadKernelError: see preprocess_cell
+                    continue
+                if msg.get("parent_header", {}).get("msg_id") == msg_id:
+                    return msg
+            self.log.info("Cell time limit: %.0f s of wall-clock time, %.0f s of it waiting "
+                          "for a CPU", clock.wall(), clock.waited())
+        return await super()._async_handle_timeout(timeout, cell)
+
+    async def _kernel_alive(self) -> bool:
+        return self.km is not None and bool(await ensure_async(self.km.is_alive()))
+
     def _responsive(self) -> bool:
-        """Whether the kernel answers a kernel_info request within a few seconds."""
+        """Whether the kernel answers a kernel_info request within a few seconds of its time."""
         async def ask() -> bool:
             msg_id = self.kc.kernel_info()
-            loop = asyncio.get_event_loop()
-            deadline = loop.time() + RESPONSIVE_SECONDS
-            while loop.time() < deadline:
+            clock = LoadClock(kernel_pid(self.km), self.timeout_stretch)
+            while True:
+                left = clock.left(RESPONSIVE_SECONDS)
                 try:
-                    msg = await self.kc.shell_channel.get_msg(timeout=1)
+                    msg = await self.kc.shell_channel.get_msg(timeout=min(max(left, 0.0), 1))
                 except Exception:  # noqa: BLE001 - queue.Empty and friends: keep waiting
-                    if not await self.km.is_alive():
+                    if left <= 0 or not await self.km.is_alive():
                         return False
                     continue
                 if msg["parent_header"].get("msg_id") == msg_id:
                     return True
-            return False
 
         return run_sync(ask)()
+
+    async def _async_cleanup_kernel(self) -> None:
+        """Stop the kernel after the run. The notebook is graded by then: a kernel that does
+        not stop cleanly is killed, and never costs the notebook its results."""
+        km, kc = self.km, self.kc  # nbclient forgets them even when it fails to stop them
+        try:
+            await super()._async_cleanup_kernel()
+        except Exception as exc:  # noqa: BLE001 - see above
+            self.log.warning("The kernel did not shut down cleanly (%s); killing it",
+                             _one_line(exc))
+            self.km = self.kc = None
+            if kc is not None:
+                with contextlib.suppress(Exception):
+                    await ensure_async(kc.stop_channels())
+            if km is not None:
+                with contextlib.suppress(Exception):
+                    await ensure_async(km.shutdown_kernel(now=True))
+                with contextlib.suppress(Exception):
+                    if await ensure_async(km.is_alive()):
+                        await ensure_async(km.signal_kernel(signal.SIGKILL))
+                with contextlib.suppress(Exception):
+                    await ensure_async(km.cleanup_resources())
+
+    # nbclient binds the blocking form to its own coroutine at class creation: rebind it.
+    _cleanup_kernel = run_sync(_async_cleanup_kernel)
 
     def _recover(self, why: str) -> None:
         """Restart the kernel and run again the cells that had finished; give up after a few."""
@@ -212,6 +368,13 @@ class TrustedExecute(SandboxCells, Execute):
             replay = NotebookNode(cell_type="code", source=source, metadata={}, outputs=[],
                                   execution_count=None)
             await self.async_execute_cell(replay, -1, store_history=False)
+
+
+def _one_line(exc: BaseException) -> str:
+    """``Type: message`` of an exception, on one line, shortened."""
+    text = " ".join(str(exc).split())
+    text = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    return text if len(text) <= 300 else text[:300] + " ..."
 
 
 class ShowVisibleTests(NbGraderPreprocessor):

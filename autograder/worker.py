@@ -86,6 +86,9 @@ def autograde(root: Path, lab: str, student: str, db_url: str, staged: Path,
     config.TrustedExecute.seed = cfg.seed
     config.TrustedExecute.max_reply_bytes = cfg.max_reply_bytes
     config.TrustedExecute.visible_only = cfg.visible_only
+    config.TrustedExecute.startup_timeout = cfg.startup_timeout
+    config.TrustedExecute.timeout_stretch = cfg.timeout_stretch
+    config.TrustedExecute.infrastructure_retries = cfg.infrastructure_retries
     config.SandboxKernelManager.sandbox_mode = sandbox
     config.SandboxKernelManager.max_processes = cfg.max_processes
     config.SandboxKernelManager.cpu_seconds = cfg.cpu_seconds()
@@ -125,12 +128,18 @@ def incidents(folder: Path) -> list[str]:
     """One line per notebook of ``folder`` whose run hit a kernel death, timeout or memory cap."""
     import nbformat
 
+    from .nbgrader_ext import NOT_GRADED, is_test_cell
+
     notes = []
     for path in sorted(folder.glob("*.ipynb")):
         nb = nbformat.read(str(path), as_version=4)
         seen = {out.get("ename") for cell in nb.cells if cell.cell_type == "code"
                 for out in cell.get("outputs", []) if out.get("output_type") == "error"}
         notes += [f"{path.name}: {text}" for ename, text in INCIDENTS.items() if ename in seen]
+        # Set by the grader only on test cells: the notebook could not be run at all.
+        not_graded = [out.get("evalue") for cell in nb.cells if is_test_cell(cell)
+                      for out in cell.get("outputs", []) if out.get("ename") == NOT_GRADED]
+        notes += [f"{path.name}: {str(text)[:400]}" for text in not_graded[:1]]
         removed = nb.metadata.get("autograder", {}).get("sanitized", [])
         if isinstance(removed, list) and removed:
             notes.append(f"{path.name}: FLAGGED FOR REVIEW, active HTML removed ("

@@ -35,3 +35,17 @@ def test_check_and_grade_share_the_defaults():
     from autograder.check import DEFAULT_CELL_TIMEOUT as CHECK_TIMEOUT
 
     assert CHECK_TIMEOUT == GradeConfig().cell_timeout == DEFAULT_CELL_TIMEOUT
+
+
+def test_limits_that_guard_only_the_grader_are_generous_and_reach_the_executor():
+    """Issue 14: nbclient's 60 s kernel start failed whole notebooks on a loaded machine."""
+    from autograder.nbgrader_ext import TrustedExecute
+
+    cfg = GradeConfig()
+    assert cfg.startup_timeout >= 300 and cfg.infrastructure_retries >= 1
+    assert cfg.timeout_stretch > 1  # a loaded machine does not shorten a cell's time
+    runner = TrustedExecute()  # what `course check` builds, with the same defaults
+    assert (runner.startup_timeout, runner.timeout_stretch, runner.infrastructure_retries) == (
+        cfg.startup_timeout, cfg.timeout_stretch, cfg.infrastructure_retries)
+    assert runner.raise_on_iopub_timeout is False and runner.iopub_timeout > 4
+    assert GradeConfig.from_json('{"timeout_stretch": 2}').timeout_stretch == 2

@@ -246,3 +246,75 @@ def test_interrupted_run_keeps_recorded_grades_and_can_finish(tmp_path):
 
     results = grade(LAB, root=root, options=OPTIONS)
     assert {r.student: r.auto_score for r in results} == dict.fromkeys(students, 5.0)
+
+
+# --- failures of the grader itself: never a silent 0 (issue 14) ------------------------------
+
+SLOW_START = """\
+import os, time
+_mark = {mark!r}
+if {always} or not os.path.exists(_mark):
+    open(_mark, "w").close()
+    time.sleep(120)  # a kernel that starts too slowly, as on a heavily loaded machine
+"""
+
+
+def _run_alone(tmp_path, monkeypatch, slow_start: str = "", **traits):
+    """The fixture's source notebook (solved) run by TrustedExecute alone, without sandbox, as
+    ``course check`` runs one; returns the run notebook. ``slow_start``: "once" or "always",
+    a kernel whose startup hangs."""
+    from autograder.nbgrader_ext import TrustedExecute
+    from autograder.worker import seeded_ipython_dir
+
+    folder = tmp_path / "work"
+    folder.mkdir()
+    monkeypatch.setenv("COURSE_SEED", "0")
+    ipython = seeded_ipython_dir(tmp_path, 0)
+    monkeypatch.setenv("IPYTHONDIR", str(ipython))
+    if slow_start:
+        (ipython / "profile_default" / "startup" / "01-slow.py").write_text(SLOW_START.format(
+            mark=str(tmp_path / "started"), always=slow_start == "always"))
+    nb = notebooks.read(FIXTURE / "source" / LAB / NB)
+    runner = TrustedExecute(timeout=30, kernel_name="python3", **traits)
+    runner.preprocess(nb, {"metadata": {"path": str(folder)}})
+    return nb
+
+
+def _test_errors(nb) -> dict[str, list[str]]:
+    return {notebooks.nbgrader_meta(c)["grade_id"]: [f"{o.ename}: {o.evalue}" for o in c.outputs
+                                                      if o.output_type == "error"]
+            for c in nb.cells if notebooks.nbgrader_meta(c).get("grade") and c.cell_type == "code"}
+
+
+def test_a_kernel_too_slow_to_start_is_started_again(tmp_path, monkeypatch):
+    nb = _run_alone(tmp_path, monkeypatch, slow_start="once", startup_timeout=20)
+    assert _test_errors(nb) == {"test_task1_add": [], "test_task2_mean": []}
+
+
+def test_a_notebook_the_grader_cannot_run_says_so_in_every_test(tmp_path, monkeypatch):
+    from autograder.worker import incidents
+
+    nb = _run_alone(tmp_path, monkeypatch, slow_start="always", startup_timeout=3,
+                    infrastructure_retries=1)
+    errors = _test_errors(nb)
+    assert set(errors) == {"test_task1_add", "test_task2_mean"}
+    for lines in errors.values():
+        assert len(lines) == 1 and lines[0].startswith("NotGraded: NOT GRADED: the grader could "
+                                                       "not run this notebook ("), lines
+        assert "tried 2 times); grade this student again" in lines[0]
+    notebooks.write(nb, tmp_path / "graded" / NB)
+    (note,) = incidents(tmp_path / "graded")
+    assert note.startswith("quiz.ipynb: NOT GRADED") and "\n" not in note
+
+
+def test_a_kernel_that_does_not_shut_down_cleanly_keeps_the_grades(tmp_path, monkeypatch):
+    from jupyter_client import AsyncKernelManager
+
+    class StuckShutdown(AsyncKernelManager):
+        async def shutdown_kernel(self, now=False, restart=False):
+            if not now:
+                raise RuntimeError("the kernel did not stop in time")
+            await super().shutdown_kernel(now=now, restart=restart)
+
+    nb = _run_alone(tmp_path, monkeypatch, kernel_manager_class=StuckShutdown)
+    assert _test_errors(nb) == {"test_task1_add": [], "test_task2_mean": []}
