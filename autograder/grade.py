@@ -16,6 +16,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -139,23 +140,30 @@ def autograde_one(lab: str, student: str, root: Path, db_url: str, release: Path
         cmd = [sys.executable, "-m", "autograder.worker", f"--root={root}", f"--lab={lab}",
                f"--student={student}", f"--db={db_url}", f"--staged={staged}",
                f"--config={cfg.to_json()}", f"--scratch={tmp}"]
-        proc = subprocess.Popen(cmd, cwd=root, env=_worker_env(cfg.jobs), text=True,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                start_new_session=True)
-        _RUNNING.add(proc)
-        try:
-            out, err = proc.communicate(timeout=cfg.notebook_timeout)
-        except subprocess.TimeoutExpired:
-            _kill(proc)
-            notes.append(f"grading took longer than {cfg.notebook_timeout:.0f} s and was "
-                         "stopped")
-            return "; ".join(notes)
-        finally:
-            _RUNNING.discard(proc)
-    outcome = _last_json(out)
+        for _attempt in range(1 + WORKER_RETRIES):
+            proc = subprocess.Popen(cmd, cwd=root, env=_worker_env(cfg.jobs), text=True,
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                    start_new_session=True)
+            _RUNNING.add(proc)
+            try:
+                out, err = proc.communicate(timeout=cfg.notebook_timeout)
+            except subprocess.TimeoutExpired:
+                _kill(proc)
+                notes.append(f"grading took longer than {cfg.notebook_timeout:.0f} s and was "
+                             "stopped")
+                return "; ".join(notes)
+            finally:
+                _RUNNING.discard(proc)
+            outcome = _last_json(out)
+            # A worker that died without a word (killed by the machine, e.g. for memory) is the
+            # grader's failure, never the student's (their code runs only in the kernel): the
+            # submission is graded again from the start, unless grading is being stopped.
+            if outcome is not None or _STOPPING.is_set():
+                break
     if outcome is None:
         tail = (err.strip().splitlines() or [f"exit status {proc.returncode}"])[-1]
-        notes.append(f"grader crashed: {tail}")
+        notes.append(f"grader crashed: {tail}" + (f" (graded {1 + WORKER_RETRIES} times)"
+                                                  if not _STOPPING.is_set() else ""))
     else:
         notes.extend(outcome.get("notes", []))
         if not outcome["success"]:
@@ -164,6 +172,8 @@ def autograde_one(lab: str, student: str, root: Path, db_url: str, release: Path
 
 
 _RUNNING: set[subprocess.Popen] = set()  # workers in flight, killed on Ctrl-C
+_STOPPING = threading.Event()  # set on Ctrl-C: a killed worker is not started again
+WORKER_RETRIES = 1  # starts of a worker again after it died without reporting
 
 
 def _kill(proc: subprocess.Popen, reap: bool = True) -> None:
@@ -278,6 +288,7 @@ def grade(lab: str | None = None, root: Path = REPO_ROOT, db_url: str | None = N
         SandboxUnavailable: ``options.sandbox`` is set and this machine offers no sandbox.
     """
     root = root.resolve()
+    _STOPPING.clear()
     db_url = db_url or default_db_url(root)
     options = options or GradeConfig.for_course(root)
     options = options.replace(sandbox_mode=_sandbox.require(options.sandbox).mode)
@@ -310,6 +321,7 @@ def grade(lab: str | None = None, root: Path = REPO_ROOT, db_url: str | None = N
             except KeyboardInterrupt:
                 # Stop at once: queued students are not started, running workers are killed.
                 # Every grade already written to the gradebook stays; run again to finish.
+                _STOPPING.set()
                 pool.shutdown(wait=False, cancel_futures=True)
                 for proc in list(_RUNNING):
                     _kill(proc, reap=False)  # its own thread reaps it

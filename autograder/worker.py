@@ -17,6 +17,7 @@ import resource
 import shutil
 import sys
 import tempfile
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -102,15 +103,54 @@ def autograde(root: Path, lab: str, student: str, db_url: str, staged: Path,
     config.GenerateFeedback.preprocessors = [GetGrades, HideTestCode, SanitizeNotebook,
                                              CSSHTMLHeaderPreprocessor]
     api = NbGraderAPI(config=config)
-    result = api.autograde(lab, student, force=True, create=True)
+    for attempt in range(1 + GRADEBOOK_RETRIES):
+        result = api.autograde(lab, student, force=True, create=True)
+        if result.get("success") or not _gradebook_busy(result) or attempt == GRADEBOOK_RETRIES:
+            break
+        time.sleep(5)  # another worker held the gradebook too long: grade the submission again
     outcome = {"success": bool(result.get("success")), "error": result.get("error") or "",
                "log": (result.get("log") or "")[-4000:]}
+    if not outcome["success"]:
+        # nbgrader's own last line ("Please see the above traceback") says nothing: the cause.
+        outcome["error"] = _cause(result) or outcome["error"]
     outcome["notes"] = incidents(root / "autograded" / student / lab)
     if (root / "autograded" / student / lab).is_dir():
         feedback = api.generate_feedback(lab, student, force=True)
         if not feedback.get("success"):
             outcome["error"] += "\nfeedback failed: " + (feedback.get("error") or "")
     return outcome
+
+
+GRADEBOOK_RETRIES = 1  # a gradebook locked past its timeout under load is not the student's
+
+
+def _gradebook_busy(result: dict) -> bool:
+    text = f"{result.get('error') or ''}\n{result.get('log') or ''}"
+    return "database is locked" in text or "database table is locked" in text
+
+
+def _cause(result: dict) -> str:
+    """The exception that made nbgrader fail, as ``Type: message``, from its log.
+
+    nbgrader logs the traceback of what went wrong, then raises its own NbGraderException
+    whose message only points at that traceback.
+    """
+    log = result.get("log") or ""
+    tail = log.rsplit("Traceback (most recent call last):", 1)
+    if len(tail) < 2:
+        return ""
+    lines = tail[1].splitlines()[1:]
+    frames = [ln for ln in lines if ln.lstrip().startswith('File "')]
+    if not frames:
+        return ""
+    # The log indents the traceback: frames sit 2 spaces deeper than the exception's line.
+    base = len(frames[0]) - len(frames[0].lstrip()) - 2
+    for line in lines:
+        text = line.strip()
+        if text and len(line) - len(line.lstrip()) == base and not text.startswith(
+                ("File ", "[")):
+            return f"the grader failed: {' '.join(text.split())[:300]}"
+    return ""
 
 
 INCIDENTS = {
