@@ -481,6 +481,7 @@ class KernelLink:
         except BaseException:
             self.close()
             raise
+        self._pid = kernel_pid(km)  # a link lives no longer than its kernel: found once
         self._rng_synced = _rng_snapshot()
 
     def _connect(self, startup_timeout: float) -> None:
@@ -527,7 +528,7 @@ class KernelLink:
         self.bound.update(holder.refs)
 
     def _clock(self) -> LoadClock:
-        return LoadClock(kernel_pid(self.km), self.stretch)
+        return LoadClock(self._pid, self.stretch)
 
     def _wait(self, msg_id: str, timeout: float, clock: LoadClock | None = None,
               until_idle: bool = False) -> tuple[dict, list] | None:
