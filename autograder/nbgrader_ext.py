@@ -169,9 +169,10 @@ class TrustedExecute(SandboxCells, Execute):
         message = (f"NOT GRADED: the grader could not run this notebook ({why}; tried "
                    f"{1 + max(0, self.infrastructure_retries)} times); grade this student again")
         nb.cells, nb.metadata = pristine.cells, pristine.metadata
-        for cell in nb.cells:
-            if is_test_cell(cell):
-                cell.outputs = [_error(NOT_GRADED, message)]
+        for cell in nb.cells:  # nothing ran: no output, not even what the submission held
+            if cell.cell_type == "code":
+                cell.outputs = [_error(NOT_GRADED, message)] if is_test_cell(cell) else []
+                cell.execution_count = None
         return nb, resources
 
     def _run_once(self, nb: NotebookNode, resources: Any, km: Any):

@@ -275,6 +275,8 @@ def _run_alone(tmp_path, monkeypatch, slow_start: str = "", **traits):
         (ipython / "profile_default" / "startup" / "01-slow.py").write_text(SLOW_START.format(
             mark=str(tmp_path / "started"), always=slow_start == "always"))
     nb = notebooks.read(FIXTURE / "source" / LAB / NB)
+    first = next(c for c in nb.cells if c.cell_type == "code")
+    first.outputs = [nbformat.v4.new_output("stream", name="stdout", text="saved by the student")]
     runner = TrustedExecute(timeout=30, kernel_name="python3", **traits)
     runner.preprocess(nb, {"metadata": {"path": str(folder)}})
     return nb
@@ -298,6 +300,8 @@ def test_a_notebook_the_grader_cannot_run_says_so_in_every_test(tmp_path, monkey
                     infrastructure_retries=1)
     errors = _test_errors(nb)
     assert set(errors) == {"test_task1_add", "test_task2_mean"}
+    assert not any(c.outputs for c in nb.cells if c.cell_type == "code"
+                   and not notebooks.nbgrader_meta(c).get("grade")), "nothing ran: no output"
     for lines in errors.values():
         assert len(lines) == 1 and lines[0].startswith("NotGraded: NOT GRADED: the grader could "
                                                        "not run this notebook ("), lines
