@@ -379,7 +379,7 @@ def audit_lab(lab: str, root: Path = REPO_ROOT, tasks: set[int] | None = None,
     for cells in read_cells(lab, root):
         if notebook and cells.name != notebook:
             continue
-        wanted = [v for v in variants(lab, cells, tasks)]
+        wanted = list(variants(lab, cells, tasks))
         if len(wanted) <= 1 and tasks:
             continue
         auditor = NotebookAudit(lab, cells)

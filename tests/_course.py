@@ -32,6 +32,18 @@ def graded_cells(lab: str = LAB1) -> list[tuple[str, nbformat.NotebookNode]]:
     return out
 
 
+FIXTURE_COURSE = Path(__file__).parent / "fixtures" / "course"
+FIXTURE_LAB = "minilab"
+
+
+def fixture_course(root: Path) -> Path:
+    """``root`` made a built course of the two-task fixture lab (source/ and release/)."""
+    from autograder.build import build
+    shutil.copytree(FIXTURE_COURSE / "source", root / "source")
+    build(FIXTURE_LAB, root=root)
+    return root
+
+
 def copy_course(dest: Path) -> Path:
     """A throwaway course root with this repository's source/, release/ and nbgrader config."""
     for name in ("source", "release", "solutions"):

@@ -15,10 +15,9 @@ import pytest
 import torch
 
 from autograder import audit, notebooks
-from autograder._paths import REPO_ROOT
 from autograder.samples import grade_id_of, solution_cells, wrong_answers
 
-from ._course import LABS
+from ._course import FIXTURE_COURSE, LABS
 
 
 def test_fake_numbers_keeps_shapes_labels_and_containers():
@@ -69,7 +68,7 @@ def test_row_verdicts():
 def _minilab(tmp_path, weak_test: bool):
     """The fixture course, its import cell tagged ``setup``, Task 2's test weakened if asked."""
     course = tmp_path / "course"
-    shutil.copytree(REPO_ROOT / "tests" / "fixtures" / "course", course)
+    shutil.copytree(FIXTURE_COURSE, course)
     path = course / "source" / "minilab" / "quiz.ipynb"
     nb = notebooks.read(path)
     for cell in nb.cells:

@@ -17,24 +17,20 @@ the test measures how much a CPU-bound probe slowed before it grades.
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 import time
 from contextlib import contextmanager
-from pathlib import Path
 
 import pytest
 
-from autograder.build import build
 from autograder.grade import GradeOptions, grade
 from autograder.samples import make_submission
 
-from ._course import require_sandbox
+from ._course import fixture_course, require_sandbox
 
 pytestmark = pytest.mark.slow
 
-FIXTURE = Path(__file__).parent / "fixtures" / "course"
 LAB = "minilab"
 CELL_TIMEOUT = 12  # seconds: a cell, or one call of a test into the student's code
 WORK_SECONDS = CELL_TIMEOUT / 6  # idle-machine CPU time of the slow cell and of each call
@@ -107,8 +103,7 @@ def cpu_load():
 @pytest.fixture(scope="module")
 def course(tmp_path_factory):
     root = tmp_path_factory.mktemp("course")
-    shutil.copytree(FIXTURE / "source", root / "source")
-    build(LAB, root=root)
+    fixture_course(root)
     n = _iterations(WORK_SECONDS)
     for student in ("idle_machine", "busy_machine"):
         make_submission(LAB, root / "submitted" / student / LAB, root=root,

@@ -18,13 +18,13 @@ import nbformat
 import pytest
 
 from autograder import notebooks, sandbox
-from autograder.build import build
 from autograder.grade import GradeOptions, collect_scores, default_db_url, grade
 from autograder.samples import ALL, make_submission
 
+from ._course import FIXTURE_COURSE, fixture_course
+
 pytestmark = pytest.mark.slow
 
-FIXTURE = Path(__file__).parent / "fixtures" / "course"
 LAB = "minilab"
 NB = "quiz.ipynb"
 OPTIONS = GradeOptions(jobs=2, cell_timeout=10, notebook_timeout=300, memory_mb=2048,
@@ -121,8 +121,7 @@ def _digest(folder: Path) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def batch(tmp_path_factory):
     root = tmp_path_factory.mktemp("course")
-    shutil.copytree(FIXTURE / "source", root / "source")
-    build(LAB, root=root)
+    fixture_course(root)
     expected = _build_class(root)
     before = _digest(root / "submitted")
     results = {r.student: r for r in grade(LAB, root=root, options=OPTIONS)}
@@ -208,8 +207,7 @@ def test_interrupted_run_keeps_recorded_grades_and_can_finish(tmp_path):
     from nbgrader.api import Gradebook, MissingEntry
 
     root = tmp_path / "course"
-    shutil.copytree(FIXTURE / "source", root / "source")
-    build(LAB, root=root)
+    fixture_course(root)
     students = [f"s{i}" for i in range(4)]
     for student in students:
         make_submission(LAB, root / "submitted" / student / LAB, root=root)
@@ -274,7 +272,7 @@ def _run_alone(tmp_path, monkeypatch, slow_start: str = "", **traits):
     if slow_start:
         (ipython / "profile_default" / "startup" / "01-slow.py").write_text(SLOW_START.format(
             mark=str(tmp_path / "started"), always=slow_start == "always"))
-    nb = notebooks.read(FIXTURE / "source" / LAB / NB)
+    nb = notebooks.read(FIXTURE_COURSE / "source" / LAB / NB)
     first = next(c for c in nb.cells if c.cell_type == "code")
     first.outputs = [nbformat.v4.new_output("stream", name="stdout", text="saved by the student")]
     runner = TrustedExecute(timeout=30, kernel_name="python3", **traits)

@@ -18,15 +18,13 @@ import nbformat
 import pytest
 
 from autograder import notebooks, sandbox
-from autograder.build import build
 from autograder.grade import GradeOptions, grade, write_csv
 from autograder.samples import ALL, make_submission
 
-from ._course import require_sandbox
+from ._course import fixture_course, require_sandbox
 
 pytestmark = pytest.mark.slow
 
-FIXTURE = Path(__file__).parent / "fixtures" / "course"
 LAB = "minilab"
 NB = "quiz.ipynb"
 # Lines that exist only in the hidden tests of the fixture lab.
@@ -179,8 +177,7 @@ def _texts(folder: Path) -> str:
 def batch(tmp_path_factory):
     require_sandbox()  # without one the hogs would fill this machine's own /tmp and memory
     root = tmp_path_factory.mktemp("course")
-    shutil.copytree(FIXTURE / "source", root / "source")
-    build(LAB, root=root)
+    fixture_course(root)
     sub = root / "submitted"
     for student in HONEST:
         kwargs = {"solution": {}, "partial": {"solve": ["task1_add"]}, "blank": {"solve": []}}
