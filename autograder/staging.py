@@ -59,6 +59,11 @@ class Unreadable(ValueError):
     """A notebook that cannot be rebuilt; the message says why, briefly."""
 
 
+class NotARelease(Unreadable):
+    """A notebook with cells but not one of the release's graded cells (no nbgrader metadata):
+    a copy of ``solutions/``, or a notebook made outside the release."""
+
+
 def stage_submission(submission: Path, release: Path, dest: Path) -> StagingReport:
     """Write a repaired copy of ``submission`` (a ``<student>/<lab>`` folder) into ``dest``.
 
@@ -122,6 +127,10 @@ def _stage_notebook(name: str, got: Submission, blank: nbformat.NotebookNode,
         local = StagingReport()  # a notebook that fails half-way keeps only its failure note
         try:
             nb = sanitize_notebook(got.notebooks[name], blank, name, local)
+        except NotARelease:
+            report.add(f"{name}: not a release notebook (no nbgrader metadata; a copy of "
+                       "solutions/ or a notebook made elsewhere?); graded as blank")
+            return blank
         except Exception as exc:  # any malformed value costs this notebook, never the batch
             report.add(f"{name}: not a readable notebook ({_why(exc)}); graded as blank")
             return blank
@@ -159,11 +168,16 @@ def sanitize_notebook(raw: bytes, release: nbformat.NotebookNode, name: str,
     Returns:
         A valid notebook whose graded cells are exactly the release's.
     Raises:
+        NotARelease: the notebook has cells but none of the release's graded cells.
         Exception: of any kind when ``raw`` is not a notebook at all; the caller grades the
             notebook as blank.
     """
     cells = _parse_cells(raw, name, report)
     nb = _rebuild(cells, release, name, report)
+    graded = _release_cells(release)
+    if nb.cells and graded and not any(notebooks.nbgrader_meta(c).get("grade_id") in graded
+                                       for c in nb.cells):
+        raise NotARelease(name)
     nb = repair_notebook(nb, release, name, report)
     nbformat.validate(nb)
     return nb

@@ -781,3 +781,16 @@ def test_a_notebook_that_cannot_be_written_is_graded_blank(course, lab, monkeypa
     assert report.notes == [
         "quiz.ipynb: not a readable notebook (ValueError: cannot write this); graded as blank"]
     assert_blank(course, dest)
+
+
+def test_a_solutions_copy_is_one_readable_line_and_graded_as_blank(course, tmp_path):
+    # The self-study view has no nbgrader metadata: every graded cell would be "deleted".
+    solution = notebooks.to_solution_notebook(notebooks.read(
+        course / "source" / LAB / "quiz.ipynb"))
+    notebooks.write(solution, tmp_path / "in" / "quiz.ipynb")
+    report = stage_submission(tmp_path / "in", course / "release" / LAB, tmp_path / "out")
+    assert report.notes == ["quiz.ipynb: not a release notebook (no nbgrader metadata; a copy "
+                            "of solutions/ or a notebook made elsewhere?); graded as blank"]
+    staged = notebooks.read(tmp_path / "out" / "quiz.ipynb")
+    assert [c.source for c in staged.cells] == [
+        c.source for c in notebooks.read(course / "release" / LAB / "quiz.ipynb").cells]
