@@ -1,4 +1,9 @@
-"""environment.yml (conda users) and pyproject.toml (pip, the Makefile) list the same packages."""
+"""environment.yml (conda users) installs what the Makefile installs, at constraints.txt's versions.
+
+Conda provides only Python and Graphviz's `dot`; every Python package comes from pip, in the same
+way as `make` (this package's `dev` extra, editable, under constraints.txt), so that
+constraints.txt's promise, "conda users get the same versions", holds by construction.
+"""
 
 from __future__ import annotations
 
@@ -8,46 +13,59 @@ import tomllib
 
 from autograder._paths import REPO_ROOT
 
-# conda-forge names of PyPI packages where they differ
-CONDA_NAME = {"torch": "pytorch", "graphviz": "python-graphviz"}
+# what conda itself provides: the interpreter, pip, and the Graphviz binaries (not on PyPI)
+CONDA_ONLY = {"python", "pip", "graphviz"}
 
 
-def _name(requirement: str) -> str:
-    return re.split(r"[<>=!~ \[]", requirement.strip(), maxsplit=1)[0].lower()
-
-
-def _environment_packages() -> tuple[set[str], set[str]]:
-    conda, pip, in_pip = set(), set(), False
+def _environment() -> tuple[list[str], list[str]]:
+    """(conda specs, pip lines) of environment.yml's dependencies."""
+    conda, pip, in_pip = [], [], False
     text = (REPO_ROOT / "environment.yml").read_text()
     for line in text.split("\ndependencies:", 1)[1].splitlines():
-        stripped = line.strip()
-        if stripped.startswith("- pip:"):
-            in_pip = True
+        stripped = line.split("#", 1)[0].strip()
+        if not stripped.startswith("- "):
             continue
-        if stripped.startswith("- "):
-            item = stripped[2:].strip()
-            indent = len(line) - len(line.lstrip())
-            if in_pip and indent > 4:
-                if not item.startswith("-e"):
-                    pip.add(_name(item))
-            else:
-                in_pip = False
-                conda.add(_name(item))
+        item = stripped[2:].strip()
+        indent = len(line) - len(line.lstrip())
+        if item == "pip:":
+            in_pip = True
+        elif in_pip and indent > 4:
+            pip.append(item)
+        else:
+            in_pip = False
+            conda.append(item)
     return conda, pip
 
 
-def test_environment_yml_matches_pyproject():
+def _name(spec: str) -> str:
+    return re.split(r"[<>=!~ \[]", spec.strip(), maxsplit=1)[0].lower()
+
+
+def test_conda_provides_only_python_pip_and_graphviz():
+    conda, _ = _environment()
+    assert {_name(spec) for spec in conda} == CONDA_ONLY, conda
+    assert "python=3.11" in conda  # the Python the course is tested with
+    channels = (REPO_ROOT / "environment.yml").read_text().split("channels:", 1)[1]
+    assert "conda-forge" in channels.split("dependencies:", 1)[0]
+
+
+def test_pip_installs_the_package_as_the_makefile_does_under_the_constraints():
+    _, pip = _environment()
+    assert pip == ["-c constraints.txt", "-e .[dev]"], pip
+    makefile = (REPO_ROOT / "Makefile").read_text()
+    assert re.search(r'pip install -q -c constraints\.txt -e "\.\[dev\]"', makefile), \
+        "the Makefile and environment.yml no longer install the same way"
+
+
+def test_constraints_pin_exact_versions_of_declared_packages():
     project = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]
-    wanted = {_name(r) for r in project["dependencies"] + project["optional-dependencies"]["dev"]}
-    conda, pip = _environment_packages()
-    have = {name for name in conda | pip} | {k for k, v in CONDA_NAME.items() if v in conda}
-    assert wanted <= have, f"missing from environment.yml: {sorted(wanted - have)}"
-    extra = conda - {CONDA_NAME.get(n, n) for n in wanted} - {"python", "pip", "graphviz"}
-    assert not extra, f"in environment.yml but not in pyproject.toml: {sorted(extra)}"
-
-
-def test_environment_yml_installs_the_repo_and_the_graphviz_binary():
-    conda, _ = _environment_packages()
-    text = (REPO_ROOT / "environment.yml").read_text()
-    assert "graphviz" in conda and "- -e ." in text
-    assert "python=3.11" in text
+    declared = {_name(r) for r in project["dependencies"] + project["optional-dependencies"]["dev"]}
+    pins = [line.strip() for line in (REPO_ROOT / "constraints.txt").read_text().splitlines()
+            if line.strip() and not line.lstrip().startswith("#")]
+    assert pins
+    for pin in pins:
+        assert re.fullmatch(r"[A-Za-z0-9_.-]+==[0-9][A-Za-z0-9.+-]*", pin), \
+            f"{pin!r}: constraints.txt pins exact versions (name==version)"
+        assert _name(pin) in declared, f"{pin!r} is not a dependency in pyproject.toml"
+    for tool in ("torch", "torchvision", "nbgrader", "selenium", "build"):
+        assert tool in {_name(pin) for pin in pins}, f"{tool} is not pinned"
