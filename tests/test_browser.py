@@ -5,7 +5,7 @@ Each session is started here on 127.0.0.1, on a free port, with a token, from th
 ``jupyter/student`` or ``jupyter/instructor`` settings, in a throwaway copy of the fixture course:
 
 - the student's (root ``release/``): a release notebook runs all its cells in the page; there is
-  no nbgrader formgrader (menu, panel, commands or server pages) but the Validate button;
+  no nbgrader formgrader (menu, panel, commands or server pages), but a working Validate button;
   ``source/`` and ``solutions/`` are not in the file browser; the terminal has the environment's
   ``bin/`` on PATH (``course check`` works); no gradebook appears;
 - the instructor's (root: the course): the Nbgrader menu and the formgrader page, which lists the
@@ -366,6 +366,15 @@ def test_student_runs_a_release_notebook_without_formgrader(browser, student_lab
                      "the file browser's root", screenshots)
     screenshots(browser, "3-student-file-browser")
     assert listing == [FIXTURE_LAB], listing
+
+    # nbgrader's Validate (kept for students) runs the notebook and names the failing test
+    _click(browser, ".jp-NotebookPanel-toolbar .jp-ToolbarButton", "Validate", screenshots)
+    _until(browser, "document.querySelector('.jp-Dialog')?.innerText.includes('Validation Results')"
+                    " && document.querySelector('.jp-Dialog').innerText"
+                    ".includes('NotImplementedError')",
+           "nbgrader's validation results", screenshots)
+    screenshots(browser, "4-student-validate")
+    _click(browser, ".jp-Dialog button", "Ok", screenshots)
     assert not list(course.rglob("gradebook.db")), "the student's session created a gradebook"
 
 
@@ -380,12 +389,12 @@ def test_instructor_sees_the_formgrader_with_the_assignment(browser, instructor_
     _until(browser, "[...document.querySelectorAll('.lm-Menu-itemLabel')]"
                     ".some(e => e.textContent.trim() === 'Formgrader')",
            "the menu item Nbgrader > Formgrader", screenshots)
-    screenshots(browser, "4-instructor-lab-nbgrader-menu")
+    screenshots(browser, "5-instructor-lab-nbgrader-menu")
 
     browser.get(lab.url("/formgrader"))
     names = _until(browser, "[...document.querySelectorAll('#main-table td.name')]"
                             ".map(e => e.textContent.trim()).filter(Boolean)",
                    "the formgrader's assignment table", screenshots)
-    screenshots(browser, "5-instructor-formgrader")
+    screenshots(browser, "6-instructor-formgrader")
     assert names == [FIXTURE_LAB], names
     assert (course / "gradebook.db").is_file(), "the formgrader's gradebook is not the course's"
