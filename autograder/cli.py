@@ -1,8 +1,9 @@
-"""The ``course`` command line: ``build``, ``check``, ``grade``, ``demo`` and ``audit``."""
+"""The ``course`` command line: ``build``, ``check``, ``grade``, ``export``, ``demo``, ``audit``."""
 
 from __future__ import annotations
 
 import argparse
+import functools
 import shutil
 import sys
 from collections.abc import Sequence
@@ -17,7 +18,13 @@ from .config import (
     DEFAULT_NOTEBOOK_TIMEOUT,
     GradeConfig,
 )
-from .grade import GradingInterrupted, format_table, grade, write_csv
+from .grade import (
+    GradingInterrupted,
+    course_failure_summary,
+    format_table,
+    grade,
+    write_csv,
+)
 from .samples import demo_students, make_submission
 from .sandbox import Protection, detect, memory_cap_description, require
 
@@ -54,12 +61,19 @@ def _cmd_check(args: argparse.Namespace) -> int:
     return 0 if all(r.passed for r in rows) else 1
 
 
-def _report(results, root: Path, protection: Protection) -> Path:
+def _report(results, root: Path, protection: Protection) -> int:
+    """Print the table and where the grades are; 1 when an instructor cell failed, else 0."""
     csv_path = write_csv(results, root / "grades.csv")
     print(format_table(results))
     print(f"\nGradebook: {root / 'gradebook.db'}\nGrades CSV: {csv_path}")
     print(protection.describe())
-    return csv_path
+    failures = course_failure_summary(results)
+    if failures:
+        print("\nThe course's own cells failed, so these grades do not mean anything yet:\n  "
+              + "\n  ".join(failures) + "\nFix the course (or the grading environment) and "
+              "grade again.", file=sys.stderr)
+        return 1
+    return 0
 
 
 def _cmd_grade(args: argparse.Namespace) -> int:
@@ -73,8 +87,7 @@ def _cmd_grade(args: argparse.Namespace) -> int:
     if options.memory_mb and protection.active:
         print(memory_cap_description(), file=sys.stderr, flush=True)
     results = grade(args.lab, root=root, db_url=args.db, options=options)
-    _report(results, root, protection)
-    return 0
+    return _report(results, root, protection)
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -98,7 +111,19 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     print(protection.describe(), file=sys.stderr, flush=True)
     results = grade(None, root=demo, options=GradeConfig.for_course(
         demo, jobs=args.jobs, sandbox=protection.active))
-    _report(results, demo, protection)
+    return _report(results, demo, protection)
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    """Write the final grades (tests and marking by hand) from the gradebook."""
+    from .export import export, format_final
+    grades, path = export(args.lab, Path(args.course).resolve(), db_url=args.db,
+                          out=Path(args.out).resolve() if args.out else None)
+    print(format_final(grades))
+    pending = sum(len(g.pending) for g in grades)
+    print(f"\nFinal grades: {path}" + (f"\n{pending} answer(s) still to be marked by hand "
+                                        "(status 'pending'; they count 0 so far)."
+                                        if pending else ""))
     return 0
 
 
@@ -108,25 +133,43 @@ def _cmd_audit(args: argparse.Namespace) -> int:
     return run_audit(args.lab, Path(args.course).resolve(), set(args.task or ()), args.notebook)
 
 
+COURSE_HELP = ("course root holding source/ (default: the current folder when it holds "
+               "nbgrader_config.py or source/, else this repository)")
+
+
+def course_root(given: str | None, cwd: Path | None = None) -> Path:
+    """The course folder: ``--course`` when given, else the current folder when it looks like
+    a course (nbgrader's users run commands in the course root), else this repository."""
+    if given:
+        return Path(given).resolve()
+    here = (cwd or Path.cwd()).resolve()
+    if (here / "nbgrader_config.py").is_file() or (here / SOURCE_DIR).is_dir():
+        return here
+    return REPO_ROOT
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="course", description=__doc__)
-    parser.add_argument("--course", default=str(REPO_ROOT),
-                        help="course root holding source/ (default: this repository)")
+    parser.add_argument("--course", default=None, help=COURSE_HELP)
+    # ``--course`` is accepted after the subcommand too (``course grade lab1 --course DIR``).
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--course", default=argparse.SUPPRESS, help=COURSE_HELP)
     sub = parser.add_subparsers(dest="command", required=True)
+    command = functools.partial(sub.add_parser, parents=[common])
 
-    p = sub.add_parser("build", help="regenerate release/ and solutions/ from source/")
+    p = command("build", help="regenerate release/ and solutions/ from source/")
     p.add_argument("lab", nargs="?", help="one lab (default: all)")
     p.add_argument("--check", action="store_true",
                    help="write nothing; exit 1 and name the files that are stale")
     p.set_defaults(func=_cmd_build)
 
-    p = sub.add_parser("check", help="run a notebook in a fresh kernel and report its tests")
+    p = command("check", help="run a notebook in a fresh kernel and report its tests")
     p.add_argument("notebook", help="path to a lab notebook (.ipynb)")
     p.add_argument("--cell-timeout", type=int, default=None,
                    help=f"seconds per cell ({DEFAULT_CELL_TIMEOUT}, as course grade)")
     p.set_defaults(func=_cmd_check)
 
-    p = sub.add_parser("grade", help="autograde submitted/<student>/<lab>/ into the gradebook")
+    p = command("grade", help="autograde submitted/<student>/<lab>/ into the gradebook")
     p.add_argument("lab", nargs="?", help="one lab (default: all)")
     p.add_argument("--db", help="gradebook SQLAlchemy URL (default: sqlite gradebook.db)")
     p.add_argument("--jobs", type=int, default=1, help="submissions graded at once (1)")
@@ -148,13 +191,20 @@ def build_parser() -> argparse.ArgumentParser:
                         "then runs with your rights")
     p.set_defaults(func=_cmd_grade)
 
-    p = sub.add_parser("demo", help="build, grade the bundled sample submissions, print the table")
+    p = command("export", help="write final_grades.csv: tests and marking by hand, per "
+                                      "task, pending answers marked as such")
+    p.add_argument("lab", nargs="?", help="one lab (default: all)")
+    p.add_argument("--db", help="gradebook SQLAlchemy URL (default: sqlite gradebook.db)")
+    p.add_argument("--out", help="file to write (default: <course>/final_grades.csv)")
+    p.set_defaults(func=_cmd_export)
+
+    p = command("demo", help="build, grade the bundled sample submissions, print the table")
     p.add_argument("--dir", default=str(REPO_ROOT / "build" / "demo_course"),
                    help="throwaway course folder (replaced on every run)")
     p.add_argument("--jobs", type=int, default=2, help="submissions graded at once (2)")
     p.set_defaults(func=_cmd_demo)
 
-    p = sub.add_parser("audit", help="check that blank, random, constant and known-wrong "
+    p = command("audit", help="check that blank, random, constant and known-wrong "
                                      "answers earn nothing (an instructor's check of the tests)")
     p.add_argument("lab", nargs="?", help="one lab (default: all)")
     p.add_argument("--task", type=int, action="append", help="only this task (repeatable)")
@@ -165,6 +215,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    args.course = str(course_root(args.course))
     try:
         return args.func(args)
     except GradingInterrupted as exc:

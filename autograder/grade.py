@@ -35,6 +35,7 @@ from ._paths import (
 )
 from .build import generate_release
 from .config import DEFAULT_CELL_TIMEOUT, DEFAULT_NOTEBOOK_TIMEOUT, GradeConfig
+from .instructor_cells import CourseFailure
 from .safe_output import csv_cell, one_line, printable, safe_name
 from .staging import stage_submission
 
@@ -52,14 +53,19 @@ class StudentResult:
     """One student's grade for one lab.
 
     ``tasks`` maps task number -> (automatic score, automatic maximum); ``manual`` is the
-    maximum of the manually graded cells still to be marked by a person.
+    maximum of the manually graded cells still to be marked by a person, ``manual_score`` the
+    points of those a person has marked (``course export`` writes the final grades);
+    ``course_failures`` the instructor cells that failed through no fault of the student's
+    (their grade does not mean anything until the course is fixed and they are graded again).
     """
 
     student: str
     lab: str
     tasks: dict[int, tuple[float, float]] = field(default_factory=dict)
     manual: float = 0.0
+    manual_score: float = 0.0
     problem: str = ""
+    course_failures: list[CourseFailure] = field(default_factory=list)
 
     @property
     def auto_score(self) -> float:
@@ -118,8 +124,10 @@ def _worker_env(jobs: int) -> dict[str, str]:
 
 
 def autograde_one(lab: str, student: str, root: Path, db_url: str, release: Path,
-                  cfg: GradeConfig) -> str:
-    """Stage, then autograde one student in a worker process; return "" or what went wrong.
+                  cfg: GradeConfig) -> tuple[str, list[CourseFailure]]:
+    """Stage, then autograde one student in a worker process.
+
+    Returns what went wrong ("" when nothing did) and the instructor cells that failed.
 
     The worker runs in its own session so that a timeout kills it with its kernel; the
     sandbox's scratch copy lives in this function's temporary folder, removed even then.
@@ -151,7 +159,7 @@ def autograde_one(lab: str, student: str, root: Path, db_url: str, release: Path
                 _kill(proc)
                 notes.append(f"grading took longer than {cfg.notebook_timeout:.0f} s and was "
                              "stopped")
-                return "; ".join(notes)
+                return "; ".join(notes), []
             finally:
                 _RUNNING.discard(proc)
             outcome = _last_json(out)
@@ -160,15 +168,18 @@ def autograde_one(lab: str, student: str, root: Path, db_url: str, release: Path
             # submission is graded again from the start, unless grading is being stopped.
             if outcome is not None or _STOPPING.is_set():
                 break
+    failures: list[CourseFailure] = []
     if outcome is None:
         tail = (err.strip().splitlines() or [f"exit status {proc.returncode}"])[-1]
         notes.append(f"grader crashed: {tail}" + (f" (graded {1 + WORKER_RETRIES} times)"
                                                   if not _STOPPING.is_set() else ""))
     else:
+        failures = [CourseFailure(**f) for f in outcome.get("course_failures", [])]
+        notes.extend(f.describe() for f in failures)
         notes.extend(outcome.get("notes", []))
         if not outcome["success"]:
             notes.append(_first_line(outcome["error"]) or "nbgrader reported an error")
-    return "; ".join(notes)
+    return "; ".join(notes), failures
 
 
 _RUNNING: set[subprocess.Popen] = set()  # workers in flight, killed on Ctrl-C
@@ -223,7 +234,10 @@ def collect_scores(lab: str, student: str, db_url: str) -> StudentResult:
             for grade in nb.grades:
                 task = notebooks.task_of(grade.name)
                 if grade.cell_type == "markdown" or task is None:
-                    result.manual += grade.max_score
+                    if grade.manual_score is not None:  # marked by a person already
+                        result.manual_score += grade.manual_score
+                    else:
+                        result.manual += grade.max_score
                     continue
                 score, max_score = result.tasks.get(task, (0.0, 0.0))
                 result.tasks[task] = (score + (grade.auto_score or 0.0),
@@ -237,10 +251,11 @@ def write_csv(results: list[StudentResult], path: Path) -> Path:
     with path.open("w", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh)
         writer.writerow(["student", "lab", *[f"task{t}" for t in tasks], "auto_score",
-                         "auto_max", "manual_pending", "problem"])
+                         "auto_max", "manual_score", "manual_pending", "problem"])
         for r in results:
             row = [r.student, r.lab, *[_fmt(r.tasks[t][0]) if t in r.tasks else "" for t in tasks],
-                   _fmt(r.auto_score), _fmt(r.auto_max), _fmt(r.manual), r.problem]
+                   _fmt(r.auto_score), _fmt(r.auto_max), _fmt(r.manual_score), _fmt(r.manual),
+                   r.problem]
             writer.writerow([csv_cell(cell) for cell in row])  # no cell can start a formula
     return path
 
@@ -270,6 +285,26 @@ def _lab_table(results: list[StudentResult]) -> str:
              for row in [header, *rows]]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
+
+
+def course_failure_summary(results: list[StudentResult]) -> list[str]:
+    """One line per instructor cell that failed, with how many of the lab's students it hit.
+
+    ``instructor cell 3 of 1_inference.ipynb (lab1) failed for 3 of 3 students:
+    ModuleNotFoundError: No module named 'course_lib'`` (the most frequent error is named).
+    """
+    students: dict[str, int] = {}
+    hits: dict[tuple[str, str, int], list[str]] = {}
+    for r in results:
+        students[r.lab] = students.get(r.lab, 0) + 1
+        for f in r.course_failures:
+            hits.setdefault((r.lab, f.notebook, f.cell), []).append(f.error)
+    lines = []
+    for (lab, notebook, cell), errors in sorted(hits.items()):
+        common = max(set(errors), key=errors.count)
+        lines.append(f"instructor cell {cell} of {notebook} ({lab}) failed for {len(errors)} of "
+                     f"{students[lab]} students: {common}")
+    return lines
 
 
 def grade(lab: str | None = None, root: Path = REPO_ROOT, db_url: str | None = None,
@@ -309,12 +344,13 @@ def grade(lab: str | None = None, root: Path = REPO_ROOT, db_url: str | None = N
             pool = ThreadPoolExecutor(max_workers=max(1, options.jobs))
             futures = {pool.submit(autograde_one, name, s, root, db_url, release,
                                    options): s for s in who}
-            problems = {}
+            problems: dict[str, str] = {}
+            failed: dict[str, list[CourseFailure]] = {}
             try:
                 for future in tqdm(as_completed(futures), total=len(futures), unit="submission",
                                    desc=f"grading {name}", file=sys.stderr):
                     try:
-                        problems[futures[future]] = future.result()
+                        problems[futures[future]], failed[futures[future]] = future.result()
                     except Exception as exc:  # noqa: BLE001 - one student's, never the batch's
                         problems[futures[future]] = (f"grading failed: {type(exc).__name__}: "
                                                      f"{str(exc)[:300]}")
@@ -335,6 +371,7 @@ def grade(lab: str | None = None, root: Path = REPO_ROOT, db_url: str | None = N
                 result = StudentResult(student=student, lab=name, problem=(
                     f"scores unreadable: {type(exc).__name__}: {str(exc)[:200]}"))
             result.problem = "; ".join(p for p in (problems[student], result.problem) if p)
+            result.course_failures = failed.get(student, [])
             results.append(result)
     if not results:
         raise CourseError(f"No submissions found under {root / SUBMITTED_DIR}/<student>/<lab>/.")

@@ -241,6 +241,11 @@ class TrustedExecute(SandboxCells, Execute):
         else:
             timed_out = any(o.get("ename") == "CellTimeoutError" for o in cell.outputs
                             if o.get("output_type") == "error")
+            if timed_out:  # one line, not the KeyboardInterrupt traceback of the interrupt
+                cell.outputs = [o for o in cell.outputs if o.get("output_type") != "error"]
+                cell.outputs.append(_error("CellTimeoutError", (
+                    f"this cell ran past its time limit ({self._get_timeout(cell)} s) on the "
+                    "grading machine and was stopped")))
             if timed_out and not self._responsive():
                 cell.outputs.append(_error(
                     INTERRUPT_IGNORED, "the cell ignored the interrupt after its time limit; "
@@ -389,33 +394,73 @@ class ShowVisibleTests(NbGraderPreprocessor):
         return cell, resources
 
 
-class LimitOutputBytes(NbGraderPreprocessor):
-    """Truncate every cell's text and data outputs to ``max_bytes`` in total."""
+FIGURE_TYPES = ("image/png", "image/jpeg")  # kept as figures, within their own budget
 
-    max_bytes = Integer(100_000, help="maximum bytes of output per cell").tag(config=True)
+
+class LimitOutputBytes(NbGraderPreprocessor):
+    """Cap each cell's outputs: text to ``max_bytes``, figures to ``max_image_bytes``.
+
+    Text (streams, ``text/plain``, HTML, SVG, JSON, ...) and figures (PNG, JPEG, as base64)
+    have separate budgets, so that a long print cannot push a figure out and the person
+    marking a written question sees the maps it is about. Figures also share a budget for the
+    whole notebook (``max_notebook_image_bytes``); a figure over either is replaced by one line
+    saying so. Error tracebacks are kept.
+    """
+
+    max_bytes = Integer(100_000, help="maximum bytes of text output per cell").tag(config=True)
+    max_image_bytes = Integer(5_000_000, help="maximum bytes of figures (base64) per cell").tag(
+        config=True)
+    max_notebook_image_bytes = Integer(40_000_000, help="maximum bytes of figures (base64) per "
+                                       "notebook").tag(config=True)
+
+    def preprocess(self, nb: NotebookNode, resources: Any):
+        self._notebook_images = self.max_notebook_image_bytes
+        return super().preprocess(nb, resources)
 
     def preprocess_cell(self, cell: NotebookNode, resources: Any, cell_index: int):
         if cell.cell_type != "code":
             return cell, resources
-        budget = self.max_bytes
+        text_left, images_left = self.max_bytes, self.max_image_bytes
+        notebook_left = getattr(self, "_notebook_images", self.max_notebook_image_bytes)
         kept = []
         for out in cell.get("outputs", []):
             if out.get("output_type") == "stream":
-                text = out.text
-                if len(text.encode()) > budget:
-                    text = text.encode()[:max(budget, 0)].decode(errors="ignore")
+                text = str(out.get("text", ""))
+                if len(text.encode()) > text_left:
+                    text = text.encode()[:max(text_left, 0)].decode(errors="ignore")
                     text += f"\n... output truncated to {self.max_bytes} bytes ...\n"
                     out.text = text
-                budget -= len(out.text.encode())
-            elif "data" in out:
-                size = sum(len(str(v)) for v in out.data.values())
-                if size > budget:
-                    out = NotebookNode(output_type="stream", name="stdout",
-                                       text=f"... output of {size} bytes removed ...\n")
-                budget -= min(size, max(budget, 0))
+                text_left -= len(out.text.encode())
+            elif isinstance(out.get("data"), dict):
+                figures = {k: v for k, v in out.data.items() if k in FIGURE_TYPES}
+                texts = {k: v for k, v in out.data.items() if k not in FIGURE_TYPES}
+                figure_size = sum(len(str(v)) for v in figures.values())
+                text_size = sum(len(str(v)) for v in texts.values())
+                if figures and figure_size <= min(images_left, notebook_left):
+                    images_left -= figure_size
+                    notebook_left -= figure_size
+                    if text_size > text_left:  # the figure stays, its long text goes
+                        out.data = dict(figures)
+                    else:
+                        text_left -= text_size
+                elif figures:
+                    out = _removed("figure", figure_size + text_size,
+                                   f"{self.max_image_bytes} bytes of figures per cell or "
+                                   f"{self.max_notebook_image_bytes} per notebook")
+                elif text_size > text_left:
+                    out = _removed("output", text_size, f"{self.max_bytes} bytes per cell")
+                    text_left -= len(out.text)
+                else:
+                    text_left -= text_size
             kept.append(out)
         cell.outputs = kept
+        self._notebook_images = notebook_left
         return cell, resources
+
+
+def _removed(what: str, size: int, limit: str) -> NotebookNode:
+    return NotebookNode(output_type="stream", name="stdout", text=(
+        f"... {what} of {size} bytes removed (over the grader's limit of {limit}) ...\n"))
 
 
 class HideTestCode(NbGraderPreprocessor):
@@ -441,3 +486,123 @@ class HideTestCode(NbGraderPreprocessor):
                 outputs.append(out)
         cell.outputs = outputs
         return cell, resources
+
+
+GRADER_NOTE = "grader_note"  # metadata.autograder key of the cells only graders see
+
+
+def is_grader_note(cell: NotebookNode) -> bool:
+    meta = cell.get("metadata", {}).get("autograder", {})
+    return isinstance(meta, dict) and bool(meta.get(GRADER_NOTE))
+
+
+class ShowMarkSchemes(NbGraderPreprocessor):
+    """After each answer graded by hand, the question's marking scheme and model answer.
+
+    They come from the trusted source notebook (``trusted_dir``; the release never has them)
+    and go into the graded copy as a markdown cell marked as a grader's note, which the
+    formgrader shows next to the answer and :class:`DropGraderNotes` removes from feedback.
+    A cell of the submission that claims to be a grader's note is removed and reported.
+    """
+
+    trusted_dir = Unicode("", help="folder of the lab's source notebooks").tag(config=True)
+
+    def preprocess(self, nb: NotebookNode, resources: Any):
+        resources = {} if resources is None else resources
+        name = resources.get("nbgrader", {}).get("notebook")
+        path = Path(self.trusted_dir) / f"{name}.ipynb" if self.trusted_dir and name else None
+        notes = _grader_notes(notebooks.read(path)) if path and path.is_file() else {}
+        cells = []
+        for cell in nb.cells:
+            if is_grader_note(cell):
+                resources.setdefault("sanitized", []).append(
+                    "a cell claiming to be a grader's note removed")
+                continue
+            cells.append(cell)
+            meta = notebooks.nbgrader_meta(cell)
+            grade_id = meta.get("grade_id")
+            if meta.get("grade") and meta.get("solution") and grade_id in notes:
+                cells.append(notes[grade_id])
+        nb.cells = cells
+        return nb, resources
+
+
+def _grader_notes(trusted: NotebookNode) -> dict[str, NotebookNode]:
+    """``grade_id`` -> the grader's note for each answer of ``trusted`` graded by hand."""
+    from nbformat.v4 import new_markdown_cell
+
+    notes = {}
+    for cell in trusted.cells:
+        meta = notebooks.nbgrader_meta(cell)
+        if not (meta.get("grade") and meta.get("solution")):
+            continue
+        scheme = notebooks.region(cell.source, notebooks.BEGIN_SCHEME, notebooks.END_SCHEME)
+        model = notebooks.solution_text(cell.source)
+        text = (f"**Marking scheme for `{meta.get('grade_id')}` ({meta.get('points', 0)} "
+                "points), shown to graders only** (from `source/`; never in the student's "
+                "copy or feedback)\n\n" + (scheme or "_(no marking scheme in the source)_"))
+        if model.strip():
+            quoted = "\n".join(f"> {line}" for line in model.splitlines())
+            text += f"\n\n**Model answer**\n\n{quoted}"
+        note = new_markdown_cell(text)
+        note.metadata["autograder"] = {GRADER_NOTE: True}
+        notes[meta["grade_id"]] = note
+    return notes
+
+
+class DropGraderNotes(NbGraderPreprocessor):
+    """Remove the graders' notes (marking schemes) from a notebook: for feedback."""
+
+    def preprocess(self, nb: NotebookNode, resources: Any):
+        nb.cells = [cell for cell in nb.cells if not is_grader_note(cell)]
+        return nb, resources
+
+
+def feedback_preprocessors() -> list[type]:
+    """The preprocessors of every feedback this course generates, nbgrader's own commands
+    and the formgrader's button included (``nbgrader_config.py`` uses this list): grades,
+    no graders' notes, no test code, no active HTML."""
+    from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor
+    from nbgrader.preprocessors import GetGrades
+
+    from .safe_output import SanitizeNotebook
+
+    return [GetGrades, DropGraderNotes, HideTestCode, SanitizeNotebook,
+            CSSHTMLHeaderPreprocessor]
+
+
+PLAIN_AUTOGRADE_REFUSED = (
+    "This course autogrades with `course grade <lab>` only: nbgrader's own autograde (the "
+    "formgrader's Autograde button, `nbgrader autograde`) would run the hidden tests inside the "
+    "student's kernel, without the sandbox, and replace the graded copies. Nothing was changed.")
+_trusted_autograde = threading.local()
+
+
+def refuse_plain_autograde() -> None:
+    """Make nbgrader's Autograde refuse to start, in this process, unless the course's grading
+    worker runs it (:func:`trusted_autograde`). ``nbgrader_config.py`` calls this, so the
+    formgrader's server and the ``nbgrader`` commands refuse before removing anything."""
+    from nbgrader.converters import Autograde, NbGraderException
+
+    if getattr(Autograde, "_course_refuses", False):
+        return
+    start = Autograde.start
+
+    def guarded_start(self: Any) -> None:
+        if not getattr(_trusted_autograde, "active", False):
+            self.log.error(PLAIN_AUTOGRADE_REFUSED)
+            raise NbGraderException(PLAIN_AUTOGRADE_REFUSED)
+        start(self)
+
+    Autograde.start = guarded_start
+    Autograde._course_refuses = True
+
+
+@contextlib.contextmanager
+def trusted_autograde():
+    """Within this block, this thread's Autograde runs (the worker's, with our preprocessors)."""
+    _trusted_autograde.active = True
+    try:
+        yield
+    finally:
+        _trusted_autograde.active = False

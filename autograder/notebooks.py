@@ -38,6 +38,17 @@ def drop_region(text: str, begin: str, end: str) -> str:
     return "".join(out).rstrip("\n")
 
 
+def region(text: str, begin: str, end: str) -> str:
+    """The lines strictly between the first line holding ``begin`` and the next holding
+    ``end`` (a marking scheme, say), or "" when there is no such region."""
+    lines = text.splitlines()
+    starts = [i for i, line in enumerate(lines) if begin in line]
+    if not starts:
+        return ""
+    ends = [i for i, line in enumerate(lines) if end in line and i > starts[0]]
+    return "\n".join(lines[starts[0] + 1:ends[0] if ends else len(lines)]).strip("\n")
+
+
 def drop_marker_lines(text: str, *markers: str) -> str:
     """Remove the lines that hold any of ``markers``, keeping what is between them."""
     lines = text.splitlines(keepends=True)

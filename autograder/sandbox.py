@@ -339,10 +339,23 @@ def python_paths() -> list[str]:
     """Folders the kernel's Python needs, read-only: the environment, its base, course_lib."""
     paths = [sys.prefix, os.path.realpath(sys.prefix), sys.base_prefix,
              os.path.realpath(sys.base_prefix)]
-    spec = importlib.util.find_spec("course_lib")
-    if spec is not None and spec.submodule_search_locations:  # an editable install
-        paths += [os.path.realpath(p) for p in spec.submodule_search_locations]
+    package = course_lib_dir()
+    if package is not None:
+        paths.append(package)
     return _outermost(p for p in paths if not _under(p, SYSTEM_DIRS))
+
+
+def course_lib_dir() -> str | None:
+    """The ``course_lib`` package folder this process imports (resolved), or None.
+
+    That is the one the harness's setup cells use: a course folder's own ``course_lib/``
+    when grading runs there, else the installed one. The kernel must import the same (see
+    :func:`kernel_env`); an editable install's package lies outside the environment.
+    """
+    spec = importlib.util.find_spec("course_lib")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return os.path.realpath(next(iter(spec.submodule_search_locations)))
 
 
 def torch_home(env: dict[str, str]) -> str | None:
@@ -706,7 +719,11 @@ def bwrap_command(mode: str, argv: list[str], *, uid: int | None, home: str, run
 
 
 def kernel_env(source: dict[str, str], torch_dir: str | None) -> dict[str, str]:
-    """The kernel's whole environment: a few settings of ``source``, nothing secret."""
+    """The kernel's whole environment: a few settings of ``source``, nothing secret.
+
+    ``PYTHONPATH`` names the folder of the ``course_lib`` the grader imports, so that the
+    notebook's instructor cells and the harness use the same package.
+    """
     env = {name: source[name] for name in PASSED_ENV if name in source}
     env.setdefault("LANG", "C.UTF-8")
     env.update(HOME=HOME, USER="student", LOGNAME="student", TMPDIR="/tmp",
@@ -720,6 +737,9 @@ def kernel_env(source: dict[str, str], torch_dir: str | None) -> dict[str, str]:
     env["JPY_PARENT_PID"] = "1"
     if torch_dir:
         env["TORCH_HOME"] = torch_dir
+    package = course_lib_dir()
+    if package is not None:  # only the package folder is mounted, not the rest of its parent
+        env["PYTHONPATH"] = os.path.dirname(package)
     return env
 
 

@@ -19,11 +19,13 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
+from dataclasses import asdict
 from pathlib import Path
 
 from .config import GradeConfig
 from .grade import IGNORED_STDERR
-from .sandbox import NO_SANDBOX
+from .instructor_cells import CourseFailure, course_failures
+from .sandbox import NO_SANDBOX, course_lib_dir
 
 
 def seeded_ipython_dir(parent: Path, seed: int) -> Path:
@@ -55,19 +57,25 @@ def autograde(root: Path, lab: str, student: str, db_url: str, staged: Path,
     TrustedExecute: only ``benchmarks/grading.py`` passes one (nbgrader's own Execute, which
     runs tests in the kernel) to measure what the harness costs.
     """
-    from nbconvert.preprocessors import ClearMetadataPreprocessor, CSSHTMLHeaderPreprocessor
+    from nbconvert.preprocessors import ClearMetadataPreprocessor
     from nbgrader.apps.api import NbGraderAPI
     from nbgrader.preprocessors import (
         AssignLatePenalties,
         CheckCellMetadata,
-        GetGrades,
         IgnorePattern,
         LimitOutput,
         SaveAutoGrades,
     )
     from traitlets.config import Config
 
-    from .nbgrader_ext import HideTestCode, LimitOutputBytes, ShowVisibleTests, TrustedExecute
+    from .nbgrader_ext import (
+        LimitOutputBytes,
+        ShowMarkSchemes,
+        ShowVisibleTests,
+        TrustedExecute,
+        feedback_preprocessors,
+        trusted_autograde,
+    )
     from .safe_output import SanitizeNotebook
 
     sandbox = cfg.sandbox_mode or NO_SANDBOX
@@ -78,8 +86,10 @@ def autograde(root: Path, lab: str, student: str, db_url: str, staged: Path,
     config.Autograde.autograde_preprocessors = [
         executor or TrustedExecute, IgnorePattern, ClearMetadataPreprocessor, LimitOutput,
         LimitOutputBytes, SaveAutoGrades, AssignLatePenalties, ShowVisibleTests, CheckCellMetadata,
+        ShowMarkSchemes,  # after the grades are saved: graders' notes are not graded cells
         SanitizeNotebook,  # last: the graded copy the formgrader renders holds no active HTML
     ]
+    config.ShowMarkSchemes.trusted_dir = str(root / "source" / lab)
     config.Execute.timeout = cfg.cell_timeout
     config.Execute.interrupt_on_timeout = True
     config.TrustedExecute.sandbox_mode = sandbox
@@ -99,12 +109,15 @@ def autograde(root: Path, lab: str, student: str, db_url: str, staged: Path,
     config.IgnorePattern.pattern = IGNORED_STDERR
     config.LimitOutput.max_lines = 200
     config.LimitOutputBytes.max_bytes = cfg.max_output_bytes
-    # Feedback shows each test's name, description and message, never its code or active HTML.
-    config.GenerateFeedback.preprocessors = [GetGrades, HideTestCode, SanitizeNotebook,
-                                             CSSHTMLHeaderPreprocessor]
+    # Feedback shows each test's name, description and message, never its code, a marking
+    # scheme or active HTML (nbgrader_config.py gives nbgrader's own commands the same list).
+    config.GenerateFeedback.preprocessors = feedback_preprocessors()
     api = NbGraderAPI(config=config)
+    graded = root / "autograded" / student / lab
+    marked = hand_marked_answers(db_url, lab, student, graded)
     for attempt in range(1 + GRADEBOOK_RETRIES):
-        result = api.autograde(lab, student, force=True, create=True)
+        with trusted_autograde():
+            result = api.autograde(lab, student, force=True, create=True)
         if result.get("success") or not _gradebook_busy(result) or attempt == GRADEBOOK_RETRIES:
             break
         time.sleep(5)  # another worker held the gradebook too long: grade the submission again
@@ -113,12 +126,78 @@ def autograde(root: Path, lab: str, student: str, db_url: str, staged: Path,
     if not outcome["success"]:
         # nbgrader's own last line ("Please see the above traceback") says nothing: the cause.
         outcome["error"] = _cause(result) or outcome["error"]
-    outcome["notes"] = incidents(root / "autograded" / student / lab)
+    outcome["notes"] = keep_hand_marks(db_url, lab, student, marked, graded) if outcome[
+        "success"] else []
+    outcome["notes"] += incidents(graded)
+    outcome["course_failures"] = [asdict(f) for f in course_failures_in(graded,
+                                                                        root / "source" / lab)]
     if (root / "autograded" / student / lab).is_dir():
         feedback = api.generate_feedback(lab, student, force=True)
         if not feedback.get("success"):
             outcome["error"] += "\nfeedback failed: " + (feedback.get("error") or "")
     return outcome
+
+
+def _answers(folder: Path) -> dict[tuple[str, str], str]:
+    """``(notebook, grade_id)`` -> source of every graded answer cell in ``folder``'s copies."""
+    from . import notebooks
+
+    found = {}
+    for path in sorted(folder.glob("*.ipynb")):
+        try:
+            nb = notebooks.read(path)
+        except Exception:  # noqa: BLE001 - an unreadable old copy: nothing to compare with
+            continue
+        for cell in nb.cells:
+            meta = notebooks.nbgrader_meta(cell)
+            if meta.get("grade") and meta.get("solution") and isinstance(meta.get("grade_id"), str):
+                found[(path.stem, meta["grade_id"])] = cell.source
+    return found
+
+
+def hand_marked_answers(db_url: str, lab: str, student: str, graded: Path
+                        ) -> dict[tuple[str, str], str]:
+    """The answers a person has marked by hand, as the graded copy had them when marked."""
+    from nbgrader.api import Gradebook, MissingEntry
+
+    with Gradebook(db_url) as gb:
+        try:
+            submission = gb.find_submission(lab, student)
+        except MissingEntry:
+            return {}
+        marked = {(nb.name, g.name) for nb in submission.notebooks for g in nb.grades
+                  if g.manual_score is not None and g.cell_type == "markdown"}
+    answers = _answers(graded) if marked else {}
+    return {key: answers[key] for key in marked if key in answers}
+
+
+def keep_hand_marks(db_url: str, lab: str, student: str, marked: dict[tuple[str, str], str],
+                    graded: Path) -> list[str]:
+    """After grading again, answers marked by hand and unchanged stay marked.
+
+    nbgrader flags every cell with a manual score as needing a person again when it
+    autogrades; an answer the student did not change keeps its mark (and comment) and leaves
+    the "needs manual grade" list. A changed answer stays flagged, and the note says so.
+    """
+    if not marked:
+        return []
+    from nbgrader.api import Gradebook, MissingEntry
+
+    answers = _answers(graded)
+    notes = []
+    with Gradebook(db_url) as gb:
+        for (notebook, grade_id), before in sorted(marked.items()):
+            try:
+                grade = gb.find_grade(grade_id, notebook, lab, student)
+            except MissingEntry:
+                continue
+            if answers.get((notebook, grade_id)) == before:
+                grade.needs_manual_grade = False
+            else:
+                notes.append(f"{notebook}.ipynb: {grade_id} changed since it was marked by "
+                             "hand: mark it again")
+        gb.db.commit()
+    return notes
 
 
 GRADEBOOK_RETRIES = 1  # a gradebook locked past its timeout under load is not the student's
@@ -188,6 +267,18 @@ def incidents(folder: Path) -> list[str]:
     return notes
 
 
+def course_failures_in(folder: Path, trusted_dir: Path) -> list[CourseFailure]:
+    """The instructor cells that failed through no fault of the student's, every notebook."""
+    from . import notebooks
+
+    found: list[CourseFailure] = []
+    for path in sorted(folder.glob("*.ipynb")):
+        trusted = trusted_dir / path.name
+        if trusted.is_file():
+            found += course_failures(notebooks.read(path), notebooks.read(trusted), path.name)
+    return found
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m autograder.worker")
     parser.add_argument("--root", required=True)
@@ -203,6 +294,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Without a sandbox the kernel inherits this process's cap (and so does the harness);
         # a sandboxed kernel gets its own (RLIMIT_DATA inside, a memory cgroup where possible).
         cap_memory(cfg.memory_mb)
+    package = course_lib_dir()
+    if package is not None and cfg.sandbox_mode in ("", NO_SANDBOX):
+        # The kernel imports the course_lib the harness does (a sandboxed kernel: kernel_env).
+        os.environ["PYTHONPATH"] = os.pathsep.join(
+            p for p in (os.path.dirname(package), os.environ.get("PYTHONPATH")) if p)
     with tempfile.TemporaryDirectory(prefix="course-worker-") as tmp:
         os.environ["IPYTHONDIR"] = str(seeded_ipython_dir(Path(tmp), cfg.seed))
         try:

@@ -4,10 +4,12 @@ sample submissions, the score table and CSV, and the command line's error handli
 from __future__ import annotations
 
 import csv
+import shutil
 
 import pytest
 
 from autograder import notebooks
+from autograder._paths import REPO_ROOT
 from autograder.cli import main
 from autograder.grade import StudentResult, format_table, write_csv
 from autograder.samples import (
@@ -157,13 +159,17 @@ def test_cli_rejects_an_unknown_lab(capsys):
 def test_nbgrader_config_mirrors_the_grading_flags():
     from traitlets.config.loader import PyFileConfigLoader
 
-    from autograder._paths import REPO_ROOT
     from autograder.grade import DEFAULT_CELL_TIMEOUT, IGNORED_STDERR
+    from autograder.nbgrader_ext import HideTestCode, feedback_preprocessors
 
     config = PyFileConfigLoader("nbgrader_config.py", path=str(REPO_ROOT)).load_config()
     assert config.IgnorePattern.enabled is True
     assert config.IgnorePattern.pattern == IGNORED_STDERR
     assert config.Execute.timeout == DEFAULT_CELL_TIMEOUT
+    # nbgrader's own feedback (the formgrader's button) hides tests as course grade's does
+    assert config.GenerateFeedback.preprocessors == feedback_preprocessors()
+    assert HideTestCode in config.GenerateFeedback.preprocessors
+    assert config.CsvExportPlugin.to not in ("", "grades.csv", "final_grades.csv")
 
 
 def test_grade_options_sandbox_and_caps(monkeypatch):
@@ -193,3 +199,69 @@ def test_incidents_name_the_process_cap(tmp_path):
     nbformat.write(nb, str(tmp_path / "quiz.ipynb"))
     assert incidents(tmp_path) == [
         "quiz.ipynb: a process or thread could not start (process cap)"]
+
+
+def _png(size: int) -> str:
+    return "A" * size  # base64 text of a figure: only its size matters here
+
+
+def test_output_caps_keep_figures_apart_from_text():
+    from nbformat.v4 import new_code_cell, new_notebook, new_output
+
+    from autograder.nbgrader_ext import LimitOutputBytes
+
+    cell = new_code_cell("show()")
+    cell.outputs = [
+        new_output("stream", name="stdout", text="x" * 300),
+        new_output("display_data", data={"image/png": _png(600), "text/plain": "<Figure>"}),
+        new_output("display_data", data={"image/png": _png(600), "text/plain": "<Figure>"}),
+        new_output("display_data", data={"text/html": "<b>" + "y" * 500 + "</b>"}),
+    ]
+    nb = new_notebook(cells=[cell])
+    limit = LimitOutputBytes(max_bytes=400, max_image_bytes=1000, max_notebook_image_bytes=5000)
+    nb, _ = limit.preprocess(nb, {})
+    out = nb.cells[0].outputs
+    assert out[0].text == "x" * 300  # text within its own budget
+    assert out[1].data["image/png"] == _png(600)  # a long print does not push a figure out
+    assert out[2].text.startswith("... figure of 608 bytes removed (over the grader's limit")
+    assert out[3].text.startswith("... output of 507 bytes removed")
+
+
+def test_output_caps_count_figures_over_the_whole_notebook():
+    from nbformat.v4 import new_code_cell, new_notebook, new_output
+
+    from autograder.nbgrader_ext import LimitOutputBytes
+
+    cells = []
+    for _ in range(3):
+        cell = new_code_cell("show()")
+        cell.outputs = [new_output("display_data", data={"image/png": _png(600)})]
+        cells.append(cell)
+    limit = LimitOutputBytes(max_bytes=400, max_image_bytes=1000, max_notebook_image_bytes=1300)
+    nb, _ = limit.preprocess(new_notebook(cells=cells), {})
+    kept = ["image/png" in c.outputs[0].get("data", {}) for c in nb.cells]
+    assert kept == [True, True, False]
+    nb, _ = limit.preprocess(new_notebook(cells=cells[:1]), {})  # a new notebook, a new budget
+    assert "image/png" in nb.cells[0].outputs[0].data
+
+
+def test_mark_schemes_for_graders_and_never_in_feedback(tmp_path):
+    import nbformat
+
+    from autograder.nbgrader_ext import DropGraderNotes, ShowMarkSchemes, is_grader_note
+
+    source = REPO_ROOT / "tests" / "fixtures" / "course" / "source" / "minilab" / "quiz.ipynb"
+    shutil.copyfile(source, tmp_path / "quiz.ipynb")
+    nb = notebooks.read(source)
+    forged = nbformat.v4.new_markdown_cell("**Marking scheme**: full marks")
+    forged.metadata["autograder"] = {"grader_note": True}
+    nb.cells.append(forged)
+    resources = {"nbgrader": {"notebook": "quiz"}}
+    nb, resources = ShowMarkSchemes(trusted_dir=str(tmp_path)).preprocess(nb, resources)
+    notes = [c for c in nb.cells if is_grader_note(c)]
+    assert len(notes) == 1 and "- 1 point: any correct reason." in notes[0].source
+    assert "> Every value enters the sum with the same weight." in notes[0].source
+    assert "full marks" not in "".join(c.source for c in nb.cells)  # the forged one is gone
+    assert resources["sanitized"] == ["a cell claiming to be a grader's note removed"]
+    nb, _ = DropGraderNotes().preprocess(nb, {})
+    assert not any(is_grader_note(c) for c in nb.cells)

@@ -61,8 +61,9 @@ def _build_class(root: Path) -> dict[str, tuple[float, float]]:
     make("solution")
     make("blank", solve=[])
     make("partial", solve=["task1_add"])
+    # loops in its own cell (stopped at the cell's time limit) and in the test's call
     make("endless_loop", overrides={"task2_mean": "def mean(values):\n    while True:\n"
-                                                  "        pass"})
+                                                  "        pass\nmean([1])"})
     make("memory_hog", overrides={"task2_mean": "hog = bytearray(6 * 2**30)\n" + MEAN})
     make("exits", overrides={"task2_mean": "import os\nos._exit(1)"})
     make("segfault", overrides={"task2_mean": "import ctypes\nctypes.string_at(0)"})
@@ -148,6 +149,17 @@ def test_every_submission_gets_exactly_its_expected_score(batch):
 def test_problems_are_named_per_student(batch, student, words):
     _, _, results, _ = batch
     assert words in results[student].problem
+
+
+def test_a_cell_stopped_at_its_time_limit_says_so_in_one_line(batch):
+    root, _, _, _ = batch
+    nb = notebooks.read(root / "autograded" / "endless_loop" / LAB / NB)
+    answer = next(c for c in nb.cells if notebooks.nbgrader_meta(c).get("grade_id") ==
+                  "task2_mean")
+    errors = [o for o in answer.outputs if o.get("output_type") == "error"]
+    assert [e["ename"] for e in errors] == ["CellTimeoutError"], answer.outputs
+    assert "ran past its time limit (10 s)" in errors[0]["evalue"]
+    assert "KeyboardInterrupt" not in str(answer.outputs)
 
 
 def test_clean_submissions_report_no_problem(batch):
