@@ -9,12 +9,18 @@ Each session is started here on 127.0.0.1, on a free port, with a token, from th
   ``source/`` and ``solutions/`` are not in the file browser; the terminal has the environment's
   ``bin/`` on PATH (``course check`` works); no gradebook appears;
 - the instructor's (root: the course): the Nbgrader menu and the formgrader page, which lists the
-  assignment.
+  assignment; and the marking round trip as the instructor does it in the formgrader, on two
+  submissions graded beforehand by ``course grade`` (sandboxed): Manual Grading shows the
+  marking scheme after the written answer and no hidden test; a score and a comment typed into
+  the page reach the gradebook; Generate Feedback writes feedback with the comment, without
+  hidden tests or marking scheme; Autograde refuses (``course grade <lab>``) and leaves the
+  graded copy as it was.
 
 Every step saves a screenshot (PNG) under pytest's temporary folder (``screenshots``). The
 browser tests skip, with a one-line reason, when Chromium, its driver or Selenium is missing,
 except in CI (``CI=true``), where ``.ci/run`` installs them. The server-side checks need no
-browser and always run.
+browser and always run. The marking round trip also needs ``course grade``'s sandbox (bubblewrap)
+and skips without it, except in CI.
 """
 
 from __future__ import annotations
@@ -37,9 +43,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from nbgrader.api import Gradebook
 
-from autograder._paths import REPO_ROOT
-from tests._course import FIXTURE_LAB, fixture_course
+from autograder import sandbox
+from autograder._paths import REPO_ROOT, tool_env
+from autograder.grade import default_db_url
+from autograder.samples import ALL, make_submission
+from tests._course import FIXTURE_LAB, fixture_course, require_sandbox
 
 pytestmark = pytest.mark.slow
 
@@ -160,10 +170,30 @@ def student_lab(tmp_path_factory) -> Iterator[tuple[Lab, Path]]:
         yield lab, course
 
 
+MARKED, BLANK = "solution", "blank"  # the instructor's course: two submissions, graded
+
+
 @pytest.fixture(scope="module")
-def instructor_lab(tmp_path_factory) -> Iterator[tuple[Lab, Path]]:
+def instructor_course(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess | None]:
+    """The fixture course with a solved and a blank submission, graded by ``course grade`` in
+    the course folder, sandboxed, as an instructor does before opening the formgrader; not
+    graded (None) on a machine without the sandbox."""
     course = fixture_course(tmp_path_factory.mktemp("instructor-course"))
     shutil.copyfile(REPO_ROOT / "nbgrader_config.py", course / "nbgrader_config.py")
+    for student, solve in ((MARKED, ALL), (BLANK, [])):
+        make_submission(FIXTURE_LAB, course / "submitted" / student / FIXTURE_LAB, solve=solve,
+                        root=course)
+    if not sandbox.detect().active:
+        return course, None
+    graded = subprocess.run([str(ENV_BIN / "course"), "grade", FIXTURE_LAB, "--jobs", "2"],
+                            cwd=course, env=tool_env(), capture_output=True, text=True,
+                            timeout=600)
+    return course, graded
+
+
+@pytest.fixture(scope="module")
+def instructor_lab(instructor_course, tmp_path_factory) -> Iterator[tuple[Lab, Path]]:
+    course, _ = instructor_course
     with jupyterlab("instructor", course, course,
                     tmp_path_factory.mktemp("instructor-home")) as lab:
         yield lab, course
@@ -242,6 +272,31 @@ def _click(driver, css: str, text: str, screenshots) -> None:
                              f".find(e => e.textContent.trim() === {text!r})",
                      f"'{text}'", screenshots)
     element.click()
+
+
+def _dialog(driver, what: str, screenshots) -> str:
+    """The text of the formgrader's dialog (a Bootstrap modal) once it has faded in."""
+    return _until(driver, "(m => m && m.classList.contains('in') && getComputedStyle(m).opacity"
+                          " === '1' && m.innerText)(document.querySelector('.modal'))",
+                  what, screenshots)
+
+
+def _close_dialog(driver, screenshots) -> None:
+    _click(driver, ".modal .modal-footer button", "OK", screenshots)
+    _until(driver, "document.querySelector('.modal') === null", "the dialog closed", screenshots)
+
+
+def _row_link(driver, student: str, column: str, screenshots):
+    """The link in ``student``'s row of the formgrader's table, in the column headed ``column``."""
+    return _until(driver, f"""(() => {{
+        const table = document.querySelector('#main-table')?.closest('table');
+        if (!table) return null;
+        const col = [...table.querySelectorAll('thead th')]
+            .findIndex(th => th.textContent.trim() === {column!r});
+        const row = [...table.querySelectorAll('tbody tr')]
+            .find(tr => [...tr.cells].some(td => td.textContent.trim() === {student!r}));
+        return col >= 0 && row ? row.cells[col]?.querySelector('a') : null;
+    }})()""", f"{student}'s {column} link", screenshots)
 
 
 MENU_LABELS = "[...document.querySelectorAll('.lm-MenuBar-itemLabel')].map(e => e.textContent)"
@@ -398,3 +453,116 @@ def test_instructor_sees_the_formgrader_with_the_assignment(browser, instructor_
     screenshots(browser, "6-instructor-formgrader")
     assert names == [FIXTURE_LAB], names
     assert (course / "gradebook.db").is_file(), "the formgrader's gradebook is not the course's"
+
+
+ANSWER = "task2_answer"  # the fixture's written answer, graded by hand (1 point)
+NOTE = f"Marking scheme for {ANSWER}"  # the grader's note as the page renders it (`code`)
+SCHEME = "any correct reason"  # text of that marking scheme
+HIDDEN = ("add(-4, 10) should be 6", "BEGIN HIDDEN")  # a hidden test's text, its marker
+COMMENT = "Clear and correct: one outlier moves the sum."
+
+
+def _marks(course: Path) -> tuple[float | None, str | None]:
+    """The written answer's manual score and comment in the course's gradebook."""
+    with Gradebook(default_db_url(course)) as gb:
+        grade = gb.find_grade(ANSWER, "quiz", FIXTURE_LAB, MARKED)
+        comment = gb.find_comment(ANSWER, "quiz", FIXTURE_LAB, MARKED)
+        return grade.manual_score, comment.manual_comment
+
+
+def test_instructor_marks_in_the_formgrader(browser, instructor_course, instructor_lab,
+                                            screenshots):
+    """Manual Grading, a mark and a comment, Generate Feedback and Autograde, in the page."""
+    from selenium.webdriver.common.by import By
+
+    require_sandbox()
+    course, graded = instructor_course
+    assert graded.returncode == 0, graded.stdout[-2000:] + graded.stderr[-3000:]
+    lab, _ = instructor_lab
+
+    # Manual Grading > minilab > quiz > the solved submission, by the page's own links
+    browser.get(lab.url("/formgrader"))
+    _click(browser, "a[href$='/formgrader/gradebook']", "Manual Grading", screenshots)
+    _click(browser, f"#main-table a[href$='/gradebook/{FIXTURE_LAB}']", FIXTURE_LAB, screenshots)
+    _click(browser, f"#main-table a[href$='/gradebook/{FIXTURE_LAB}/quiz']", "quiz", screenshots)
+    _until(browser, "document.querySelectorAll('#main-table a.name-hidden').length === 2",
+           "the two submissions of quiz", screenshots)
+    _click(browser, "#toggle_names", "Show All Names", screenshots)
+    screenshots(browser, "7-instructor-manual-grading-quiz")
+    _click(browser, "#main-table a.name-shown", MARKED, screenshots)
+    _until(browser, "typeof formgrader !== 'undefined' && formgrader.grades?.loaded"
+                    " && formgrader.comments?.loaded", "the submission's grades", screenshots)
+
+    # (a) the marking scheme right after the answer; (b) no hidden test anywhere in the page
+    page = browser.execute_script("""
+        const answer = document.getElementById(arguments[0]).closest('.nbgrader_cell');
+        answer.scrollIntoView({block: 'center'});
+        const note = [...document.querySelectorAll('.text_cell_render')]
+            .find(e => e.innerText.includes(arguments[1]));
+        const follows = (a, b) => !!(a.compareDocumentPosition(b)
+                                     & Node.DOCUMENT_POSITION_FOLLOWING);
+        return {
+            answer: answer.innerText,
+            note: note ? note.innerText : null,
+            code: note ? [...note.querySelectorAll('code')].map(e => e.textContent) : [],
+            after: !!note && follows(answer, note),
+            between: note ? [...document.querySelectorAll('.nbgrader_cell')]
+                .filter(c => follows(answer, c) && follows(c, note)).length : null,
+            text: document.documentElement.textContent,
+        };""", ANSWER, NOTE)
+    screenshots(browser, "8-instructor-answer-and-marking-scheme")
+    assert "Every value enters the sum" in page["answer"], page["answer"]
+    assert page["note"] and SCHEME in page["note"], page["note"]
+    assert ANSWER in page["code"], page["code"]  # "Marking scheme for `task2_answer`"
+    assert page["after"] and page["between"] == 0, page
+    for text in HIDDEN:
+        assert text not in page["text"], f"the formgrader shows {text!r}"
+
+    # (c) a score and a comment typed into the cell's own boxes; they save when they lose focus
+    assert _marks(course) == (None, None)
+    score = browser.find_element(By.ID, ANSWER)
+    score.click()
+    score.send_keys("1")
+    comment = browser.find_element(By.ID, f"{ANSWER}-comment")
+    comment.click()  # the score box loses focus: saved
+    comment.send_keys(COMMENT)
+    browser.execute_script("return arguments[0].closest('.nbgrader_cell')"
+                           ".querySelector('.panel-body')", score).click()  # the comment's turn
+    deadline = time.monotonic() + 60
+    while (marks := _marks(course)) != (1.0, COMMENT) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    screenshots(browser, "9-instructor-marked")
+    assert marks == (1.0, COMMENT), marks
+
+    # (d) Manage Assignments > minilab's submissions > Generate Feedback for the student
+    _click(browser, ".breadcrumb a[href$='/formgrader/gradebook']", "Manual Grading", screenshots)
+    _click(browser, "a[href$='/formgrader/manage_assignments']", "Manage Assignments",
+           screenshots)
+    _click(browser, f"#main-table a[href$='/manage_submissions/{FIXTURE_LAB}']", "2", screenshots)
+    link = _row_link(browser, MARKED, "Generate Feedback", screenshots)
+    screenshots(browser, "10-instructor-manage-submissions")
+    feedback = course / "feedback" / MARKED / FIXTURE_LAB / "quiz.html"
+    assert feedback.is_file()  # course grade's, made before the mark
+    shutil.rmtree(course / "feedback" / MARKED)
+    link.click()
+    dialog = _dialog(browser, "Generate Feedback's result", screenshots)
+    screenshots(browser, "11-instructor-generate-feedback")
+    assert (f"Successfully generated feedback for '{FIXTURE_LAB}' for student '{MARKED}'"
+            in dialog), dialog
+    _close_dialog(browser, screenshots)
+    html = feedback.read_text(encoding="utf-8")
+    assert COMMENT in html, "the comment is not in the feedback"
+    for text in (*HIDDEN, SCHEME, "Marking scheme"):
+        assert text not in html, f"the formgrader's feedback shows {text!r}"
+
+    # (e) Autograde refuses, in the page, and leaves the graded copy as it was
+    graded_copy = course / "autograded" / MARKED / FIXTURE_LAB / "quiz.ipynb"
+    before = graded_copy.read_bytes()
+    _row_link(browser, MARKED, "Autograde", screenshots).click()
+    dialog = _dialog(browser, "Autograde's result", screenshots)
+    screenshots(browser, "12-instructor-autograde-refused")
+    assert f"There was an error autograding '{FIXTURE_LAB}' for student '{MARKED}'" in dialog
+    assert "course grade <lab>" in dialog, dialog
+    _close_dialog(browser, screenshots)
+    assert graded_copy.read_bytes() == before, "Autograde changed the graded copy"
+    assert _marks(course) == (1.0, COMMENT)
