@@ -6,7 +6,11 @@ this file grades the same; a test keeps the two in step. Comments say *why* each
 from nbgrader's default.
 """
 
-from autograder.nbgrader_ext import feedback_preprocessors, refuse_plain_autograde
+from autograder.nbgrader_ext import (
+    feedback_preprocessors,
+    refuse_plain_autograde,
+    use_collection_time,
+)
 
 c = get_config()  # noqa: F821  (injected by traitlets when nbgrader loads this file)
 
@@ -14,6 +18,9 @@ c = get_config()  # noqa: F821  (injected by traitlets when nbgrader loads this 
 # the hidden tests in the student's kernel, unsandboxed: it refuses, before touching anything,
 # and says to use `course grade`.
 refuse_plain_autograde()
+# A submission's time is its collection time, as `course grade` records it (never the student's
+# own timestamp.txt); otherwise the formgrader lists graded submissions as needing autograding.
+use_collection_time()
 
 c.CourseDirectory.course_id = "cnn-interpretability"
 c.CourseDirectory.root = "."

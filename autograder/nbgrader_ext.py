@@ -606,3 +606,36 @@ def trusted_autograde():
         yield
     finally:
         _trusted_autograde.active = False
+
+
+def use_collection_time() -> None:
+    """Make nbgrader read a submission's time as ``course grade`` does, in this process.
+
+    nbgrader tells a graded submission from one that needs grading by comparing the
+    gradebook's time with ``submitted/<student>/<lab>/timestamp.txt``. ``course grade`` never
+    trusts that file (a student can write it): it records the collection time
+    (:mod:`autograder.intake`). Without this, the formgrader's Manage Submissions page lists
+    every graded submission as "needs autograding". ``nbgrader_config.py`` calls this.
+    """
+    import tempfile
+
+    from nbgrader.apps.api import NbGraderAPI
+    from nbgrader.utils import parse_utc
+
+    from .intake import read_submission
+
+    if getattr(NbGraderAPI, "_course_collection_time", False):
+        return
+
+    def get_submitted_timestamp(self: Any, assignment_id: str, student_id: str):
+        folder = Path(self.coursedir.format_path(self.coursedir.submitted_directory,
+                                                 student_id, assignment_id)).absolute()
+        source = Path(self.coursedir.format_path(self.coursedir.source_directory, ".",
+                                                 assignment_id))
+        expected = sorted(p.name for p in source.glob("*.ipynb"))
+        with tempfile.TemporaryDirectory(prefix="course-time-") as tmp:
+            got = read_submission(folder, expected, Path(tmp))
+        return parse_utc(got.timestamp) if got.timestamp else None
+
+    NbGraderAPI.get_submitted_timestamp = get_submitted_timestamp
+    NbGraderAPI._course_collection_time = True

@@ -158,7 +158,11 @@ def test_round_trip(tmp_path, monkeypatch):
     monkeypatch.chdir(root)
     config = PyFileConfigLoader("nbgrader_config.py", path=str(root)).load_config()
     config.CourseDirectory.root = str(root)
-    result = NbGraderAPI(config=config).generate_feedback(LAB, "half", force=True)
+    api = NbGraderAPI(config=config)
+    # The formgrader tells graded from ungraded by the submission's time: the collection time
+    # course grade recorded, not a timestamp.txt (none here).
+    assert api.get_autograded_students(LAB) == {"solution", "half", "blank"}
+    result = api.generate_feedback(LAB, "half", force=True)
     assert result["success"], result.get("log")
     text = _html_of(root / "feedback" / "half")
     _no_secrets(text, "the formgrader's Generate Feedback")
@@ -185,7 +189,7 @@ def test_round_trip(tmp_path, monkeypatch):
                            "--force"], cwd=root, env=tool_env(), capture_output=True, text=True,
                           timeout=300)
     assert proc.returncode != 0 and "course grade <lab>" in proc.stdout + proc.stderr
-    result = NbGraderAPI(config=config).autograde(LAB, "half", force=True, create=True)
+    result = api.autograde(LAB, "half", force=True, create=True)
     assert not result["success"] and "course grade <lab>" in result["log"]
     assert graded_copy.read_bytes() == before
     with Gradebook(default_db_url(root)) as gb:
