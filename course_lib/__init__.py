@@ -12,6 +12,7 @@ from course_lib.hooks import (
     capture_activations,
     capture_gradients,
     count_hooks,
+    forward_progress,
     forward_until,
 )
 from course_lib.images import (
@@ -74,10 +75,11 @@ __all__ = [
     "SAMPLE_IMAGES", "ImageLoadError", "LabelIndexError", "LayerNotReachedError", "ModelSpec",
     "ModulePathError", "Prediction", "SampleImage", "StopForward", "UnknownModelError",
     "WeightsUnavailableError", "available_samples", "capture_activations", "capture_gradients",
-    "compare_attributions", "count_hooks", "denormalize", "fetch_weights", "forward_until",
-    "get_module", "get_stages", "get_target_layer", "imagenet_labels", "imagenet_transform",
-    "index_to_label", "label_to_index", "load_image", "load_model", "make_collage", "normalize",
-    "overlay_attribution", "postprocess", "prepare_for_attribution", "preprocess_image",
-    "sample_credit", "sample_image", "show_filter_grid", "show_image", "show_image_grid",
-    "standin_weights_active", "tensor_to_image", "weights_notice", "write_standin_weights",
+    "compare_attributions", "count_hooks", "denormalize", "fetch_weights", "forward_progress",
+    "forward_until", "get_module", "get_stages", "get_target_layer", "imagenet_labels",
+    "imagenet_transform", "index_to_label", "label_to_index", "load_image", "load_model",
+    "make_collage", "normalize", "overlay_attribution", "postprocess", "prepare_for_attribution",
+    "preprocess_image", "sample_credit", "sample_image", "show_filter_grid", "show_image",
+    "show_image_grid", "standin_weights_active", "tensor_to_image", "weights_notice",
+    "write_standin_weights",
 ]

@@ -26,6 +26,7 @@ __all__ = [
     "capture_gradients",
     "count_hooks",
     "forward_until",
+    "forward_progress",
 ]
 
 
@@ -190,6 +191,50 @@ def forward_until(model: nn.Module, layer: nn.Module, x: Tensor) -> Tensor:
         f"The {type(layer).__name__} is part of the model but its forward() was never called "
         "(its parent uses its weights directly). Choose a layer that runs, such as its parent."
     )
+
+
+@contextmanager
+def forward_progress(
+    model: nn.Module, total: int | None = None, *, desc: str = "forward passes", unit: str = "image"
+) -> Iterator[Any]:
+    """A progress bar that counts the inputs ``model`` is evaluated on inside the ``with`` block.
+
+    For a slow cell whose loop is not the notebook's own (an attribution library evaluating the
+    model on many perturbed or interpolated copies of an image): a forward hook on ``model``
+    adds each batch's size (rows of its first tensor argument) to a ``tqdm.auto`` bar. The hook
+    is removed when the block ends, also when it raises.
+
+    Args:
+        model: The module whose forward passes to count (usually the whole network).
+        total: The number of inputs expected, if known (e.g. ``n_steps`` of Integrated
+            Gradients); None shows a plain counter. A bar that gets more grows its total.
+        desc: The bar's label.
+        unit: What one input is called on the bar.
+
+    Yields:
+        The tqdm bar (``bar.n`` is the number of inputs counted so far).
+
+    Example:
+        >>> with forward_progress(model, total=50, desc="Integrated Gradients"):
+        ...     attributions = ig.attribute(x, target=3, n_steps=50, internal_batch_size=25)
+    """
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=total, desc=desc, unit=unit)
+
+    def count(module: nn.Module, args: Any, output: Any) -> None:
+        first = args[0] if isinstance(args, tuple) and args else None
+        rows = int(first.shape[0]) if isinstance(first, Tensor) and first.dim() else 1
+        if bar.total is not None and bar.n + rows > bar.total:
+            bar.total = bar.n + rows  # more passes than expected: stretch, never overflow
+        bar.update(rows)
+
+    handle = model.register_forward_hook(count)
+    try:
+        yield bar
+    finally:
+        handle.remove()
+        bar.close()
 
 
 def count_hooks(model: nn.Module) -> int:

@@ -275,10 +275,34 @@ def load_model(
         return spec.builder(weights=None).eval()
     member = _resolve_weights(spec, weights)
     try:
-        model = spec.builder(weights=member, progress=progress)
+        model = _build_with_weights(spec, member, progress)
     except OSError as exc:  # urllib's URLError is an OSError
         raise WeightsUnavailableError(_unavailable(spec, member, exc)) from exc
     return model.eval()
+
+
+def _build_with_weights(spec: ModelSpec, member: WeightsEnum, progress: bool) -> nn.Module:
+    """``spec.builder(weights=member)`` without drawing a random initialisation first.
+
+    torchvision builds the model with random weights and then overwrites them with the
+    checkpoint: for VGG16's 138 M parameters the random draw takes seconds on a laptop CPU. The
+    architecture is built on the meta device instead (no memory, no computation) and the
+    checkpoint's tensors become its parameters. Anything that does not fit (a weights member
+    whose architecture differs, a tensor left on the meta device) falls back to torchvision's
+    own path. The checkpoint is read, downloaded and hash-checked exactly as torchvision does.
+    """
+    categories = member.meta.get("categories")
+    kwargs = {"num_classes": len(categories)} if categories else {}
+    with torch.device("meta"):
+        model = spec.builder(weights=None, **kwargs)
+    state = member.get_state_dict(progress=progress, check_hash=True)
+    try:
+        model.load_state_dict(state, assign=True)
+    except RuntimeError:  # keys or shapes differ from the default architecture
+        return spec.builder(weights=member, progress=progress)
+    if any(t.is_meta for t in (*model.parameters(), *model.buffers())):
+        return spec.builder(weights=member, progress=progress)
+    return model
 
 
 def fetch_weights(names: Iterable[str] | None = None, *, progress: bool = True) -> list[Path]:

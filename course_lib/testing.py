@@ -4,17 +4,22 @@ They are small enough that every attribution method runs in milliseconds, and bu
 properties the tests check are not trivially true: convolutions have biases and BatchNorm has
 random affine parameters and running statistics, so the network is *not* positively homogeneous
 and Integrated Gradients' completeness with a zero baseline is a real check.
+
+:func:`quiet_progress` keeps the progress bars of the code a test calls (the student's own
+``tqdm`` loops, pytorch-grad-cam's Score-CAM) from drawing under a test cell.
 """
 
 from __future__ import annotations
 
+import contextlib
 import sys
+from collections.abc import Iterator
 from typing import TypeVar
 
 import torch
 from torch import nn
 
-__all__ = ["TinyCNN", "CountingModel", "tiny_cnn", "tiny_input", "in_kernel"]
+__all__ = ["TinyCNN", "CountingModel", "tiny_cnn", "tiny_input", "in_kernel", "quiet_progress"]
 
 T = TypeVar("T")
 
@@ -94,3 +99,39 @@ class CountingModel(nn.Module):
         self.rows += x.shape[0]
         self.calls += 1
         return self.model(x)
+
+
+_DISABLE_POSITION = 10  # tqdm(iterable, desc, total, leave, file, ncols, mininterval,
+#                         maxinterval, miniters, ascii, disable, ...)
+
+
+@contextlib.contextmanager
+def quiet_progress() -> Iterator[None]:
+    """Inside the ``with`` block, every tqdm progress bar is created disabled (draws nothing).
+
+    Test cells wrap their calls to the student's functions in it: a function with a progress
+    bar (a ``tqdm`` loop of the student's, pytorch-grad-cam's Score-CAM, which always draws one
+    on stderr) would otherwise draw a bar, or a red stderr box, under a test that passed. It
+    covers ``tqdm.tqdm``, ``tqdm.auto`` and ``tqdm.notebook``, which all initialise through
+    ``tqdm.std.tqdm``; bars created outside the block (the student's own calls) are untouched.
+    Without tqdm installed it does nothing.
+    """
+    try:
+        from tqdm import std
+    except ImportError:  # no tqdm: nothing can draw
+        yield
+        return
+    original = std.tqdm.__dict__["__init__"]  # tqdm wraps it (envwrap): keep the wrapper
+
+    def disabled_init(self, *args, **kwargs):
+        if len(args) > _DISABLE_POSITION:  # passed by position (never seen, but legal)
+            args = (*args[:_DISABLE_POSITION], True, *args[_DISABLE_POSITION + 1:])
+        else:
+            kwargs["disable"] = True
+        return original.__get__(self, type(self))(*args, **kwargs)
+
+    std.tqdm.__init__ = disabled_init
+    try:
+        yield
+    finally:
+        std.tqdm.__init__ = original

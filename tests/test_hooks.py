@@ -13,6 +13,7 @@ from course_lib.hooks import (
     capture_activations,
     capture_gradients,
     count_hooks,
+    forward_progress,
     forward_until,
 )
 from course_lib.models import get_module, prepare_for_attribution
@@ -274,3 +275,31 @@ def test_count_hooks_counts_every_kind() -> None:
     for handle in handles:
         handle.remove()
     assert count_hooks(net) == 0
+
+
+# --------------------------------------------------------------------------- forward_progress
+
+
+def test_forward_progress_counts_rows_and_removes_its_hook() -> None:
+    net = tiny_net()
+    with forward_progress(net, total=5, desc="test") as bar:
+        net(torch.zeros(2, 2))
+        net(torch.zeros(3, 2))
+        assert count_hooks(net) == 1
+    assert bar.n == 5
+    assert count_hooks(net) == 0
+
+
+def test_forward_progress_removes_its_hook_on_error() -> None:
+    net = tiny_net()
+    with pytest.raises(Boom), forward_progress(net):
+        net(torch.zeros(1, 2))
+        raise Boom
+    assert count_hooks(net) == 0
+
+
+def test_forward_progress_stretches_its_total_when_it_gets_more() -> None:
+    net = tiny_net()
+    with forward_progress(net, total=2) as bar:
+        net(torch.zeros(3, 2))
+        assert (bar.n, bar.total) == (3, 3)

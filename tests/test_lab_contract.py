@@ -12,7 +12,7 @@ import pytest
 
 from autograder import notebooks
 from autograder._paths import list_labs
-from autograder.harness import python_source
+from autograder.harness import python_source, split_hidden
 from autograder.nbgrader_ext import is_setup_cell, is_test_cell
 
 from ._course import graded_cells, lab_notebooks
@@ -198,3 +198,68 @@ def test_test_cells_follow_the_rules_of_the_harness(lab):
 def _calls(node: ast.AST, name: str) -> bool:
     return (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
             and node.func.id == name)
+
+
+# --- what a student sees under a test cell (issue 13) ----------------------------------------
+
+PASSED_LINE = re.compile(r"✓ Task (\d+): visible checks passed( \(test cell \d+ of \d+\))?")
+# Answers that draw progress bars (their own tqdm loop, or pytorch-grad-cam's Score-CAM)
+NOISY = re.compile(r"\btqdm\(|\bScoreCAM\(")
+
+
+def _printed(node: ast.stmt) -> str | None:
+    """The text of a ``print("...")`` statement, else None."""
+    if (isinstance(node, ast.Expr) and _calls(node.value, "print") and len(node.value.args) == 1
+            and isinstance(node.value.args[0], ast.Constant)
+            and isinstance(node.value.args[0].value, str)):
+        return node.value.args[0].value
+    return None
+
+
+@pytest.mark.parametrize("lab", LABS)
+def test_visible_tests_end_by_saying_that_they_passed(lab):
+    """The visible part's last statement prints "✓ Task N: visible checks passed"; nothing else
+    in a test cell prints (the grader discards the line: it shows only assertion messages)."""
+    for path in lab_notebooks("source", lab):
+        for grade_id, source in _cells(path)[2]:
+            visible = split_hidden(source)[0]
+            last = ast.parse(visible).body[-1]
+            text = _printed(last)
+            match = PASSED_LINE.fullmatch(text or "")
+            assert match and int(match.group(1)) == notebooks.task_of(grade_id), (
+                f"{path.name}: {grade_id}'s visible part should end with "
+                f'print("✓ Task {notebooks.task_of(grade_id)}: visible checks passed")')
+            prints = [n for n in ast.walk(ast.parse(source)) if _calls(n, "print")]
+            assert len(prints) == 1, f"{path.name}: {grade_id} prints more than its ✓ line"
+
+
+@pytest.mark.parametrize("lab", LABS)
+def test_answers_with_progress_bars_are_called_quietly_in_visible_tests(lab):
+    """A student's tqdm loop or Score-CAM draws a bar (on stderr: a red box) under a passing
+    test unless the visible test calls it inside ``with quiet_progress():``."""
+    for path in lab_notebooks("source", lab):
+        noisy = set()
+        for cell in notebooks.read(path).cells:
+            meta = notebooks.nbgrader_meta(cell)
+            if cell.cell_type == "code" and meta.get("solution"):
+                tree = ast.parse(notebooks.solution_text(cell.source))
+                noisy |= {node.name for node in tree.body if isinstance(node, ast.FunctionDef)
+                          and NOISY.search(ast.get_source_segment(
+                              notebooks.solution_text(cell.source), node) or "")}
+        for grade_id, source in _cells(path)[2]:
+            tree = ast.parse(split_hidden(source)[0])
+            quiet = {id(node) for with_ in ast.walk(tree) if isinstance(with_, ast.With)
+                     and any(_calls(item.context_expr, "quiet_progress") for item in with_.items)
+                     for statement in with_.body for node in ast.walk(statement)}
+            loud = [node.func.id for node in ast.walk(tree) if isinstance(node, ast.Call)
+                    and isinstance(node.func, ast.Name) and node.func.id in noisy
+                    and id(node) not in quiet]
+            assert not loud, (f"{path.name}: {grade_id} calls {sorted(set(loud))} outside "
+                              "`with quiet_progress():` (course_lib.testing)")
+
+
+def test_the_labs_have_answers_with_progress_bars():
+    """The check above has something to check (Score-CAM, occlusion, SmoothGrad)."""
+    found = [cell for lab in LABS for _, cell in graded_cells(lab)
+             if notebooks.nbgrader_meta(cell).get("solution") and NOISY.search(cell.source)]
+    assert len(found) >= 2

@@ -594,3 +594,22 @@ def test_python_m_course_lib_help() -> None:
         timeout=120,
     )
     assert "fetch-weights" in result.stdout and "standin-weights" in result.stdout
+
+
+def test_load_model_skips_the_random_init_and_matches_torchvision(
+    use_standins: Path, no_network: list[str]
+) -> None:
+    """The fast path (meta device, checkpoint assigned) gives torchvision's model exactly."""
+    torch.manual_seed(0)
+    model = load_model("resnet34", progress=False)
+    after_fast = torch.randn(3)
+    reference = torchvision.models.resnet34(weights=ResNet34_Weights.IMAGENET1K_V1).eval()
+    torch.testing.assert_close(model.state_dict(), reference.state_dict())
+    assert all(not t.is_meta for t in (*model.parameters(), *model.buffers()))
+    assert all(p.requires_grad for p in model.parameters())
+    x = photo("astronaut", 64)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), reference(x))
+    torch.manual_seed(0)
+    assert torch.equal(torch.randn(3), after_fast), "no random numbers drawn for the init"
+    assert no_network == []

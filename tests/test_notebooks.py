@@ -41,15 +41,23 @@ def _errors(cells) -> list[tuple[str, str, str]]:
 
 
 def _defined_names(source: str) -> set[str]:
-    """Top-level names a cell defines (functions, classes, assignment and unpacking targets)."""
+    """Names a cell defines at its top level (functions, classes, assignment and unpacking
+    targets), also inside ``with``, ``for``, ``if`` and ``try`` blocks."""
     names: set[str] = set()
     python = "\n".join(ln for ln in source.splitlines() if not ln.lstrip().startswith(("%", "!")))
-    for node in ast.parse(python).body:
+    statements = list(ast.parse(python).body)
+    while statements:
+        node = statements.pop()
         if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
             names.add(node.name)
         elif isinstance(node, ast.Assign):
             for target in node.targets:
                 names.update(n.id for n in ast.walk(target) if isinstance(n, ast.Name))
+        elif isinstance(node, (ast.With, ast.For, ast.If, ast.Try)):
+            for field in ("body", "orelse", "finalbody", "handlers"):
+                statements += getattr(node, field, [])
+        elif isinstance(node, ast.ExceptHandler):
+            statements += node.body
     return names
 
 
@@ -98,3 +106,22 @@ def test_release_notebook_fails_only_where_students_work(path, tmp_path):
              and c.cell_type == "code"]
     assert tests and all(any(o.output_type == "error" for o in c.outputs) for c in tests), (
         "every test cell of a blank notebook must fail")
+
+
+@pytest.mark.parametrize("path", _all("solutions"), ids=lambda p: f"{p.parent.name}/{p.stem}")
+def test_solved_notebook_says_each_test_passed_and_draws_no_bars_under_tests(path, tmp_path):
+    """What a student who solved everything sees: under each test cell one line on stdout,
+    "✓ Task N: visible checks passed", and nothing on stderr (no progress bar of a tested
+    function, no warning)."""
+    cells = _execute(path, tmp_path)
+    assert _errors(cells) == []
+    tests = [c for c in cells if c.cell_type == "code" and c.source.startswith('"""Task ')]
+    assert tests, "the solutions keep their test cells"
+    for cell in tests:
+        task = re.match(r'"""Task (\d+):', cell.source).group(1)
+        streams = [o for o in cell.get("outputs", []) if o.output_type == "stream"]
+        assert [o.name for o in streams] == ["stdout"], (cell.source[:60], streams)
+        line = streams[0].text.strip()
+        assert re.fullmatch(rf"✓ Task {task}: visible checks passed( \(test cell \d+ of \d+\))?",
+                            line), (cell.source[:60], line)
+        assert [o.output_type for o in cell.outputs] == ["stream"], "nothing but the ✓ line"
