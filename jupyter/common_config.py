@@ -24,3 +24,7 @@ if os.environ.get("PATH", "").split(os.pathsep)[0] != env_bin:
     os.environ["PATH"] = env_bin + os.pathsep + os.environ.get("PATH", "")
 rcfile = Path(__file__).resolve().parent / "terminal.bashrc"
 c.ServerApp.terminado_settings = {"shell_command": ["bash", "--rcfile", str(rcfile), "-i"]}
+
+# nbgrader's Validate button runs the notebook with nbgrader's Execute: its 30 s per cell fails a
+# correct CAM-family cell on a loaded laptop. The grader's own limit (nbgrader_config.py).
+c.Execute.timeout = 180
