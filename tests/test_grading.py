@@ -42,8 +42,8 @@ WRONG_GROUPS = {
 }
 MANUAL_POINTS = {LAB1: 14, LAB2: 19}
 SOLUTION_CSV = {
-    LAB1: "solution,lab1_interpretability,5,5,10,5,15,10,5,10,15,80,80,14",
-    LAB2: "solution,lab2_inside_convnets,15,10,20,10,15,15,15,100,100,19",
+    LAB1: "solution,lab1_interpretability,5,5,10,5,15,10,5,10,15,80,80,0,14",
+    LAB2: "solution,lab2_inside_convnets,15,10,20,10,15,15,15,100,100,0,19",
 }
 
 
