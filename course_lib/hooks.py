@@ -27,6 +27,7 @@ __all__ = [
     "count_hooks",
     "forward_until",
     "forward_progress",
+    "layer_summary",
 ]
 
 
@@ -235,6 +236,69 @@ def forward_progress(
     finally:
         handle.remove()
         bar.close()
+
+
+def _shape_text(output: Any) -> str:
+    """``1 x 64 x 56 x 56`` for a tensor, the shapes of a tuple's tensors, else the type name."""
+    if isinstance(output, Tensor):
+        return " x ".join(str(size) for size in output.shape) or "scalar"
+    if isinstance(output, (tuple, list)):
+        return ", ".join(_shape_text(item) for item in output if isinstance(item, Tensor)) or "-"
+    return type(output).__name__
+
+
+def layer_summary(model: nn.Module, x: Tensor, *, depth: int = 1) -> str:
+    """A table of ``model``'s modules by name, like Keras' ``model.summary()``.
+
+    One row per submodule down to ``depth`` levels of names (``depth=1``: ``features``,
+    ``classifier``; ``depth=2``: also ``features.0``, ``features.1``, ...), in the order the model
+    defines them: its name (the path that ``model.get_submodule`` and ``course_lib.models``
+    accept), its type, the shape of its output in one forward pass on ``x`` (run without
+    gradients; ``-`` for a module that did not run) and its number of parameters. Only shapes are
+    kept; the hooks are removed afterwards, also when the pass raises.
+
+    Args:
+        model: The network, e.g. VGG16 in eval mode.
+        x: An input it accepts, e.g. a ``1 x 3 x 224 x 224`` image batch.
+        depth: How many levels of the module tree to list (at least 1).
+
+    Returns:
+        The table as text, ending with the model's total number of parameters.
+
+    Example:
+        >>> print(layer_summary(vgg, torch.zeros(1, 3, 224, 224), depth=2))
+    """
+    if depth < 1:
+        raise ValueError(f"depth must be at least 1, got {depth!r}.")
+    import torch  # the module otherwise needs torch's types only
+
+    rows = [(name, module) for name, module in model.named_modules()
+            if name and name.count(".") < depth]
+    shapes: dict[str, str] = {}
+    handles: list[RemovableHandle] = []
+
+    def make_hook(name: str):
+        def hook(module: nn.Module, args: Any, output: Any) -> None:
+            shapes[name] = _shape_text(output)  # a module called twice keeps its last shape
+
+        return hook
+
+    try:
+        for name, module in rows:
+            handles.append(module.register_forward_hook(make_hook(name)))
+        with torch.no_grad():
+            model(x)
+    finally:
+        _remove_all(handles)
+    table = [("name", "type", "output shape", "parameters")] + [
+        ("  " * name.count(".") + name, type(module).__name__, shapes.get(name, "-"),
+         f"{sum(p.numel() for p in module.parameters()):,}") for name, module in rows]
+    widths = [max(len(row[i]) for row in table) for i in range(3)]
+    lines = [f"{a:<{widths[0]}}  {b:<{widths[1]}}  {c:<{widths[2]}}  {d:>11}"
+             for a, b, c, d in table]
+    lines.insert(1, "-" * len(lines[0]))
+    lines.append(f"total parameters: {sum(p.numel() for p in model.parameters()):,}")
+    return "\n".join(lines)
 
 
 def count_hooks(model: nn.Module) -> int:

@@ -31,6 +31,7 @@ from course_lib.preprocessing import tensor_to_image
 
 __all__ = [
     "compare_attributions",
+    "compare_signed_maps",
     "overlay_attribution",
     "show_filter_grid",
     "show_image",
@@ -448,6 +449,94 @@ def compare_attributions(
         )
     for spare in flat[count:]:
         spare.remove()
+    lines = [text for text in (title, standin_note) if text]
+    if lines:
+        fig.suptitle("\n".join(lines))
+    return fig
+
+
+def _signed_map(attribution: AttributionLike) -> np.ndarray:
+    """A one-channel map (``H x W``, ``1 x H x W``, ``1 x 1 x H x W``) as a 2-d float64 array."""
+    if isinstance(attribution, torch.Tensor):
+        array = attribution.detach().to("cpu", torch.float64).numpy()
+    elif isinstance(attribution, np.ndarray):
+        array = np.asarray(attribution, dtype=np.float64)
+    else:
+        raise TypeError(
+            f"Expected a map as a torch tensor or NumPy array, got {type(attribution).__name__}."
+        )
+    shape = array.shape
+    while array.ndim > 2 and array.shape[0] == 1:
+        array = array[0]
+    if array.ndim != 2:
+        raise ValueError(
+            f"Expected a one-channel map of shape (H, W), (1, H, W) or (1, 1, H, W), got {shape}; "
+            "a signed map keeps one value per pixel, so reduce the channels first."
+        )
+    if not np.isfinite(array).all():
+        raise ValueError("The map contains NaN or infinite values.")
+    return array
+
+
+def compare_signed_maps(
+    img: ImageLike,
+    maps: Mapping[str, AttributionLike],
+    *,
+    title: str | None = None,
+    standin_note: str | None = None,
+    label: str = "value",
+    cmap: str = "RdBu_r",
+    alpha: float = 0.75,
+    denormalize: bool = True,
+) -> Figure:
+    """Signed maps over the image they explain, with a diverging colour map centred at 0.
+
+    Unlike :func:`compare_attributions` (which scales each map to ``0 .. 1``, so that its
+    smallest value looks like "nothing"), the values keep their sign and size: every panel
+    shares the symmetric colour limits ``-m .. m``, ``m`` the largest absolute value of all the
+    maps, so 0 is white (with the default ``RdBu_r``), positive values red, negative values blue,
+    and one colour bar (labelled ``label``) reads for all panels. Maps are resized bilinearly to
+    the image size when they differ.
+
+    Args:
+        img: the image the maps explain, any kind accepted by :func:`show_image`.
+        maps: ``{name: H x W map}`` (``1 x H x W`` and ``1 x 1 x H x W`` are squeezed), in
+            display order.
+        title: title over the whole figure.
+        standin_note: a line shown under the title (see :func:`compare_attributions`).
+        label: the colour bar's label, e.g. ``"drop of p(target)"``.
+        cmap: a diverging colormap.
+        alpha: opacity of the maps over the grey image (1.0 shows the maps alone).
+        denormalize: for tensor images: undo ImageNet normalisation.
+
+    Returns:
+        A new figure with ``1 + len(maps)`` image panels and a colour bar.
+
+    Raises:
+        ValueError: if ``maps`` is empty, a map has several channels or non-finite values, or
+            ``alpha`` is not in ``0 .. 1``.
+    """
+    if not maps:
+        raise ValueError("compare_signed_maps needs at least one map; got an empty mapping.")
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"alpha must be between 0 and 1, got {alpha!r}.")
+    base = _as_display_array(img, denormalize=denormalize)
+    grey = base if base.ndim == 2 else base.mean(axis=-1)
+    arrays = {str(name): _resize_map(_signed_map(value), grey.shape)
+              for name, value in maps.items()}
+    limit = max(float(np.abs(array).max()) for array in arrays.values()) or 1.0
+    count = 1 + len(arrays)
+    fig, axes = plt.subplots(1, count, figsize=(3.2 * count + 0.8, 3.8), squeeze=False,
+                             layout="constrained")
+    flat = axes.ravel()
+    _draw_image(flat[0], base, cmap="gray", title="Original")
+    mappable = None
+    for ax, (name, array) in zip(flat[1:], arrays.items(), strict=True):
+        ax.imshow(grey, cmap="gray")
+        mappable = ax.imshow(array, cmap=cmap, alpha=alpha, vmin=-limit, vmax=limit)
+        ax.set_axis_off()
+        ax.set_title(name)
+    fig.colorbar(mappable, ax=list(flat[1:]), label=label, shrink=0.9)
     lines = [text for text in (title, standin_note) if text]
     if lines:
         fig.suptitle("\n".join(lines))

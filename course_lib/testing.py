@@ -7,6 +7,10 @@ and Integrated Gradients' completeness with a zero baseline is a real check.
 
 :func:`quiet_progress` keeps the progress bars of the code a test calls (the student's own
 ``tqdm`` loops, pytorch-grad-cam's Score-CAM) from drawing under a test cell.
+
+:class:`HookSpy` tells a test whose code registered the hooks on a module (a student's own, or a
+course helper's), and :func:`fixed_vit` is a tiny Vision Transformer whose weights come from a
+formula rather than a random generator, so that a test can state the numbers it expects.
 """
 
 from __future__ import annotations
@@ -19,7 +23,8 @@ from typing import TypeVar
 import torch
 from torch import nn
 
-__all__ = ["TinyCNN", "CountingModel", "tiny_cnn", "tiny_input", "in_kernel", "quiet_progress"]
+__all__ = ["TinyCNN", "CountingModel", "HookSpy", "fixed_vit", "tiny_cnn", "tiny_input",
+           "in_kernel", "quiet_progress"]
 
 T = TypeVar("T")
 
@@ -99,6 +104,61 @@ class CountingModel(nn.Module):
         self.rows += x.shape[0]
         self.calls += 1
         return self.model(x)
+
+
+class HookSpy(nn.Module):
+    """Wraps a module; on each call records where the forward hooks registered on it come from.
+
+    ``hook_origins`` lists, call after call, the ``__module__`` of every forward hook function
+    registered on the spy when it runs (``"__main__"`` for a function defined in a notebook,
+    ``"course_lib.hooks"`` for a course helper's). A test puts the spy where a student's function
+    will register its hooks and checks that they are the student's own.
+    """
+
+    def __init__(self, module: nn.Module) -> None:
+        super().__init__()
+        self.module = module
+        self.hook_origins: list[str] = []
+
+    def forward(self, *args, **kwargs):
+        self.hook_origins.extend(str(getattr(hook, "__module__", None) or type(hook).__module__)
+                                 for hook in self._forward_hooks.values())
+        return self.module(*args, **kwargs)
+
+
+def fixed_vit(*, uniform_attention: bool = False) -> nn.Module:
+    """A 2-block torchvision ``VisionTransformer`` for 16 x 16 images, weights from a formula.
+
+    Patches of 8 pixels: 2 x 2 patch tokens plus the class token (5 tokens), 2 heads, hidden size
+    8, 3 classes, in eval mode. Every parameter is a fixed function of its position (sines), not a
+    draw from a random generator, so its outputs are the same on every machine and torch version
+    and a test can compare with stored numbers. Building it leaves torch's global RNG untouched.
+
+    Args:
+        uniform_attention: zero every block's query and key projections (weights and biases):
+            all attention logits are then 0 and every head attends to the 5 tokens equally, so
+            attention rollout can be worked out by hand.
+    """
+    from torchvision.models import VisionTransformer
+
+    with torch.random.fork_rng(devices=[]):
+        vit = VisionTransformer(image_size=16, patch_size=8, num_layers=2, num_heads=2,
+                                hidden_dim=8, mlp_dim=8, num_classes=3).eval()
+    with torch.no_grad():
+        for index, (name, param) in enumerate(vit.named_parameters()):
+            wave = torch.sin(torch.arange(param.numel(), dtype=torch.float32) * (0.9 + 0.37 * index)
+                             + index).reshape(param.shape)
+            if name.endswith(("ln.weight", "ln_1.weight", "ln_2.weight")):
+                param.copy_(1.0 + 0.3 * wave)  # LayerNorm scales near 1
+            else:
+                param.copy_(0.8 * wave)
+        if uniform_attention:
+            for block in vit.encoder.layers:
+                attention = block.self_attention
+                queries_and_keys = 2 * attention.embed_dim  # in_proj rows: queries, keys, values
+                attention.in_proj_weight[:queries_and_keys] = 0.0
+                attention.in_proj_bias[:queries_and_keys] = 0.0
+    return vit
 
 
 _DISABLE_POSITION = 10  # tqdm(iterable, desc, total, leave, file, ncols, mininterval,

@@ -15,6 +15,7 @@ from course_lib.hooks import (
     count_hooks,
     forward_progress,
     forward_until,
+    layer_summary,
 )
 from course_lib.models import get_module, prepare_for_attribution
 
@@ -303,3 +304,46 @@ def test_forward_progress_stretches_its_total_when_it_gets_more() -> None:
     with forward_progress(net, total=2) as bar:
         net(torch.zeros(3, 2))
         assert (bar.n, bar.total) == (3, 3)
+
+
+# --------------------------------------------------------------------------- layer_summary
+
+
+def test_layer_summary_lists_names_types_shapes_and_parameters() -> None:
+    net = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(inplace=True),
+                        nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten()), nn.Linear(4, 2))
+    text = layer_summary(net, torch.zeros(1, 3, 8, 8))
+    lines = text.splitlines()
+    assert lines[0].split() == ["name", "type", "output", "shape", "parameters"]
+    assert lines[2].split() == ["0", "Conv2d", "1", "x", "4", "x", "8", "x", "8", "112"]
+    assert lines[3].split()[:2] == ["1", "ReLU"]
+    assert lines[4].split() == ["2", "Sequential", "1", "x", "4", "0"]
+    assert lines[5].split() == ["3", "Linear", "1", "x", "2", "10"]
+    assert len(lines) == 7 and lines[-1] == "total parameters: 122"
+    assert count_hooks(net) == 0
+
+
+def test_layer_summary_goes_deeper_and_marks_modules_that_never_ran() -> None:
+    class Skips(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.body = nn.Sequential(nn.Linear(2, 3), nn.Tanh())
+            self.unused = nn.Linear(3, 3)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.body(x)
+
+    rows = {line.split()[0]: line.split() for line in
+            layer_summary(Skips(), torch.zeros(5, 2), depth=2).splitlines()[2:-1]}
+    assert list(rows) == ["body", "body.0", "body.1", "unused"]
+    assert rows["body.0"][2:] == ["5", "x", "3", "9"]
+    assert rows["unused"][2:] == ["-", "12"]
+    with pytest.raises(ValueError, match="depth"):
+        layer_summary(Skips(), torch.zeros(1, 2), depth=0)
+
+
+def test_layer_summary_removes_its_hooks_when_the_pass_fails() -> None:
+    net = tiny_net()
+    with pytest.raises(RuntimeError):
+        layer_summary(net, torch.zeros(1, 5))  # wrong input size
+    assert count_hooks(net) == 0

@@ -11,6 +11,7 @@ from PIL import Image
 
 from course_lib.plotting import (
     compare_attributions,
+    compare_signed_maps,
     overlay_attribution,
     show_filter_grid,
     show_image,
@@ -270,3 +271,43 @@ def test_compare_attributions_wraps_rows():
 def test_compare_attributions_needs_an_attribution():
     with pytest.raises(ValueError, match="at least one attribution"):
         compare_attributions(_pil(), {})
+
+
+# --------------------------------------------------------------------------- compare_signed_maps
+
+
+def test_compare_signed_maps_keeps_signs_with_symmetric_shared_limits():
+    drop = np.array([[0.2, -0.5], [0.0, 0.1]])
+    other = torch.tensor([[0.05, 0.0], [-0.1, 0.3]])
+    fig = compare_signed_maps(_normalised(), {"mine": drop, "other": other[None, None]},
+                              title="occlusion", standin_note="stand-in", label="drop of p")
+    image_axes = [ax for ax in fig.axes if ax.get_images()]
+    assert [ax.get_title() for ax in image_axes] == ["Original", "mine", "other"]
+    for ax in image_axes[1:]:
+        overlay = ax.get_images()[1]
+        assert overlay.get_clim() == (-0.5, 0.5)  # centred at 0, the largest |value| of all maps
+        assert overlay.get_cmap().name == "RdBu_r"
+    shown = np.asarray(image_axes[1].get_images()[1].get_array())
+    assert shown.shape == (6, 8) and shown.min() < 0 < shown.max()  # resized, signs kept
+    colorbars = [ax for ax in fig.axes if ax.get_ylabel() == "drop of p"]
+    assert len(colorbars) == 1
+    assert fig.get_suptitle() == "occlusion\nstand-in"
+
+
+def test_compare_signed_maps_draws_an_all_zero_map():
+    fig = compare_signed_maps(_pil(), {"zero": np.zeros((6, 8))})
+    assert fig.axes[1].get_images()[1].get_clim() == (-1.0, 1.0)
+
+
+@pytest.mark.parametrize(
+    "maps, kwargs, pattern",
+    [
+        ({}, {}, "at least one map"),
+        ({"rgb": np.ones((3, 6, 8))}, {}, "one-channel map"),
+        ({"nan": np.full((6, 8), np.nan)}, {}, "NaN"),
+        ({"a": np.ones((6, 8))}, {"alpha": 2.0}, "alpha"),
+    ],
+)
+def test_compare_signed_maps_rejects_bad_input(maps, kwargs, pattern):
+    with pytest.raises(ValueError, match=pattern):
+        compare_signed_maps(_pil(), maps, **kwargs)
