@@ -41,6 +41,8 @@ from .config import (
     DEFAULT_STARTUP_TIMEOUT,
     DEFAULT_TIMEOUT_STRETCH,
 )
+from .fast import mark_skipped
+from .fast import plan as plan_fast
 from .harness import (
     DEFAULT_MAX_REPLY_BYTES,
     Harness,
@@ -113,6 +115,11 @@ class TrustedExecute(SandboxCells, Execute):
     max_restarts = Integer(3, help="kernel restarts per notebook before the rest fails").tag(
         config=True)
     visible_only = Bool(False, help="run only the visible part of each test").tag(config=True)
+    fast = Bool(False, help="skip the instructor cells no test needs (autograder.fast); a "
+                "notebook whose running cells read a name only those define runs in full").tag(
+        config=True)
+    submitted_dir = Unicode("", help="folder of the submission as handed in (fast grading "
+                            "shows its outputs of the cells it skips)").tag(config=True)
     # nbclient's defaults guard the grader's own machinery too tightly for a loaded machine.
     startup_timeout = Integer(DEFAULT_STARTUP_TIMEOUT, help="seconds for a kernel to start and "
                               "answer (only the grader's code runs then)").tag(config=True)
@@ -132,13 +139,14 @@ class TrustedExecute(SandboxCells, Execute):
         # A few seconds' delay of a cell's output on a loaded machine is not an error.
         self.raise_on_iopub_timeout = False
         self._cell_clock: tuple[str, LoadClock] | None = None
+        self._skip: frozenset[str] = frozenset()
 
-    def _trusted(self, nb: NotebookNode, resources: Any) -> TrustedCells:
+    def _trusted(self, nb: NotebookNode, resources: Any) -> tuple[TrustedCells, NotebookNode]:
         name = (resources or {}).get("nbgrader", {}).get("notebook")
         if self.trusted_dir and name:
-            path = Path(self.trusted_dir) / f"{name}.ipynb"
-            return TrustedCells(notebooks.read(path), self.visible_only)
-        return TrustedCells(nb, visible_only=True)
+            trusted = notebooks.read(Path(self.trusted_dir) / f"{name}.ipynb")
+            return TrustedCells(trusted, self.visible_only), trusted
+        return TrustedCells(nb, visible_only=True), nb
 
     def preprocess(self, nb: NotebookNode, resources: Any = None, km: Any = None):
         """Run the notebook; a run that fails outside its cells is run again from the start.
@@ -150,7 +158,9 @@ class TrustedExecute(SandboxCells, Execute):
         one readable line saying the notebook was not graded, and the other notebooks of the
         submission are graded as usual.
         """
-        self._cells = self._trusted(nb, resources)
+        self._cells, trusted = self._trusted(nb, resources)
+        self._skip = plan_fast(nb, trusted).skip if self.fast else frozenset()
+        self._submitted_outputs = self._outputs_as_submitted(resources) if self._skip else {}
         pristine = copy.deepcopy(nb)
         name = (resources or {}).get("nbgrader", {}).get("notebook") or "the notebook"
         why = ""
@@ -174,6 +184,18 @@ class TrustedExecute(SandboxCells, Execute):
                 cell.outputs = [_error(NOT_GRADED, message)] if is_test_cell(cell) else []
                 cell.execution_count = None
         return nb, resources
+
+    def _outputs_as_submitted(self, resources: Any) -> dict[str, list]:
+        """The outputs of the submitted notebook's cells, by ``grade_id`` (nbgrader clears
+        them before this runs); none when the file is missing or unreadable."""
+        name = (resources or {}).get("nbgrader", {}).get("notebook")
+        path = Path(self.submitted_dir) / f"{name}.ipynb" if self.submitted_dir and name else None
+        try:
+            cells = notebooks.read(path).cells if path is not None else []
+        except Exception:  # noqa: BLE001 - the student's file; nbgrader has read it already
+            return {}
+        return {notebooks.nbgrader_meta(c).get("grade_id"): c.get("outputs", [])
+                for c in cells if c.cell_type == "code"}
 
     def _run_once(self, nb: NotebookNode, resources: Any, km: Any):
         self._replay: list[str] = []
@@ -212,6 +234,10 @@ class TrustedExecute(SandboxCells, Execute):
             return cell, resources
         if self._dead:
             cell.outputs = [_error(KERNEL_DIED, self._dead)]
+            return cell, resources
+        if grade_id in self._skip:
+            cell.outputs = copy.deepcopy(self._submitted_outputs.get(grade_id, []))
+            mark_skipped(cell)
             return cell, resources
         setup = self._cells.setup.get(grade_id) if isinstance(grade_id, str) else None
         harness_setup = None

@@ -8,8 +8,10 @@ modules. The staged copy holds every notebook the lab expects:
 - a missing notebook, or one that cannot be read or parsed, is replaced by the blank student
   copy (it scores 0) and reported; notebooks the lab does not have are left out and reported;
 - every other notebook is rebuilt from what a student may change (each cell's type, source,
-  id and Markdown attachments) on the release's notebook metadata; outputs and other metadata
-  are left out (nbgrader clears them anyway) and malformed values are repaired;
+  id and Markdown attachments) on the release's notebook metadata; other metadata is left out
+  and malformed values are repaired; outputs too, except under the instructor's own cells,
+  which keep their text and PNG/JPEG figures (checked, capped, nothing active), for fast
+  grading to show where it does not run those cells (``autograder/fast.py``);
 - graded and locked cells are matched to the release by ``grade_id``: each gets exactly the
   release's nbgrader metadata back, test and locked cells the release's source too; a graded
   cell that appears twice keeps its first copy (nbgrader would abort the whole batch, nbgrader
@@ -38,6 +40,9 @@ from .intake import MAX_DROP_NOTES, TIMESTAMP_FILE, Submission, read_submission,
 MAX_CELLS = 2_000  # cells kept per notebook; later ones are dropped
 MAX_ATTACHMENTS = 100  # attachments of one Markdown cell
 MAX_CLAIM_TEXT = 200  # longest grading-metadata text value looked at
+MAX_KEPT_OUTPUTS = 20  # outputs kept under one instructor cell
+MAX_KEPT_OUTPUT_BYTES = 5_000_000  # their size (the graded copy's cap on a cell's figures)
+_BASE64 = re.compile(r"[A-Za-z0-9+/=\s]*")
 GRADING_FLAGS = ("grade", "solution", "locked", "task", "points")
 CELL_TYPES = ("code", "markdown", "raw")
 _ID_RE = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
@@ -253,7 +258,7 @@ def _clean_cell(raw: object, problems: Counter[str]) -> dict | None:
     if claim is not None:
         cell["metadata"]["nbgrader"] = claim
     if kind == "code":
-        cell.update(outputs=[], execution_count=None)
+        cell.update(outputs=_kept_outputs(raw.get("outputs")), execution_count=None)
     elif "attachments" in raw:
         attachments = _attachments(raw["attachments"])
         if attachments is None:
@@ -261,6 +266,42 @@ def _clean_cell(raw: object, problems: Counter[str]) -> dict | None:
         elif attachments:
             cell["attachments"] = attachments
     return cell
+
+
+def _kept_outputs(value: object) -> list[dict]:
+    """What may stay of a code cell's outputs: streams, and displays reduced to plain text and
+    base64 PNG/JPEG images; anything else (errors, HTML, scripts, widgets) is dropped.
+    ``repair_notebook`` keeps them under the instructor's cells only."""
+    if not isinstance(value, list):
+        return []
+    kept: list[dict] = []
+    size = 0
+    for out in value[:MAX_KEPT_OUTPUTS]:
+        if not isinstance(out, dict):
+            continue
+        new: dict | None = None
+        if out.get("output_type") == "stream" and out.get("name") in ("stdout", "stderr"):
+            text = _text(out.get("text"))
+            new = {"output_type": "stream", "name": out["name"], "text": text} if text else None
+        elif out.get("output_type") in ("display_data", "execute_result") and isinstance(
+                out.get("data"), dict):
+            data = {}
+            for mime in ("image/png", "image/jpeg", "text/plain"):
+                text = _text(out["data"].get(mime))
+                if text and (mime == "text/plain" or _BASE64.fullmatch(text)):
+                    data[mime] = text
+            new = {"output_type": "display_data", "data": data, "metadata": {}} if data else None
+        if new is not None:
+            size += len(json.dumps(new))
+            if size > MAX_KEPT_OUTPUT_BYTES:
+                break
+            kept.append(new)
+    return kept
+
+
+def _is_instructor_code(meta: dict) -> bool:
+    """A release cell the instructor wrote and students cannot change: locked code, not graded."""
+    return bool(meta.get("locked")) and not meta.get("solution") and not meta.get("grade")
 
 
 def _utf8(text: str) -> str:
@@ -389,6 +430,9 @@ def repair_notebook(nb: nbformat.NotebookNode, release: nbformat.NotebookNode,
             seen.add(grade_id)
             _restore(cell, expected[grade_id], claim, name, report)
     _put_back_deleted(nb, expected, seen, name, report)
+    for cell in nb.cells:  # outputs stay under the instructor's code cells only
+        if cell.cell_type == "code" and not _is_instructor_code(notebooks.nbgrader_meta(cell)):
+            cell.outputs = []
     _fix_ids(nb)
     return nb
 
@@ -414,6 +458,8 @@ def _restore(cell: nbformat.NotebookNode, want: nbformat.NotebookNode, claim: ob
             fresh["attachments"] = cell["attachments"]
     elif source != want.source:
         report.add(f"{name}: {_kind(meta)} {grade_id} was edited; restored from the release")
+    if want.cell_type == "code" and kind == "code" and _is_instructor_code(meta):
+        fresh.outputs = cell.get("outputs", [])  # checked by _kept_outputs
     cell_id = cell.get("id")
     if isinstance(cell_id, str) and _ID_RE.match(cell_id):
         fresh["id"] = cell_id

@@ -607,6 +607,37 @@ def test_the_kernel_and_outputs_come_from_the_release(course, lab):
     assert answer.outputs == [] and set(answer.metadata) == {"deletable", "nbgrader"}
 
 
+
+def test_instructor_cells_keep_their_figures_and_nothing_active(course, lab):
+    """Fast grading shows what a student's run of an instructor cell drew (autograder/fast.py):
+    text and base64 PNG/JPEG survive staging there; HTML, scripts, errors and undecodable
+    images do not, and no output survives under any other cell."""
+    doc = json.loads((lab / NB).read_text())
+    png = ("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAA"
+           "BJRU5ErkJggg==")
+    cell(doc["cells"], "mini_code_02")["outputs"] = [
+        {"output_type": "stream", "name": "stdout", "text": ["drawn ", "here"]},
+        {"output_type": "display_data", "metadata": {"isolated": True},
+         "data": {"image/png": png, "text/html": "<script>alert(1)</script>",
+                  "text/plain": "<Figure>"}},
+        {"output_type": "execute_result", "execution_count": 3, "metadata": {},
+         "data": {"image/png": "not base64 <img onerror=x>", "application/javascript": "x"}},
+        {"output_type": "error", "ename": "KernelDied", "evalue": "fake", "traceback": []},
+        "not an output", {"output_type": "stream", "name": "evil", "text": "x"}]
+    cell(doc["cells"], "task1_add")["outputs"] = [
+        {"output_type": "stream", "name": "stdout", "text": "answer output"}]
+    (lab / NB).write_text(json.dumps(doc))
+    _, dest = stage(course, lab)
+    nb = staged_nb(dest)
+    kept = next(c for c in nb.cells if notebooks.nbgrader_meta(c).get("grade_id") ==
+                "mini_code_02").outputs
+    assert kept == [{"output_type": "stream", "name": "stdout", "text": "drawn here"},
+                    {"output_type": "display_data", "metadata": {},
+                     "data": {"image/png": png, "text/plain": "<Figure>"}}]
+    assert all(c.outputs == [] for c in nb.cells if c.cell_type == "code"
+               and notebooks.nbgrader_meta(c).get("grade_id") != "mini_code_02")
+
+
 # --- malformed notebooks --------------------------------------------------------------------
 
 def _solved_doc(course: Path, tmp_path: Path) -> dict:

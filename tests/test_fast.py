@@ -1,0 +1,157 @@
+"""Fast grading (``course grade --fast``, ``autograder/fast.py``): the instructor cells no test
+needs are not run, and the grade is the one a full run gives."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from autograder import notebooks, sandbox
+from autograder.fast import SKIPPED_NOTE, mark_skipped, names_of, plan
+from autograder.grade import GradeOptions, grade
+from autograder.samples import make_submission
+
+from ._course import FIXTURE_COURSE, fixture_course
+
+LAB = "minilab"
+NB = "quiz.ipynb"
+
+
+# --- reading names ---------------------------------------------------------------------------
+
+def test_names_follow_python_scoping():
+    names = names_of(
+        "import torch.nn as nn\nfrom math import pi\nx = 1\n"
+        "def f(a):\n    b = a + img\n    return [c for c in b if c > pi]\n"
+        "class K:\n    size = 3\n"
+        "for i in range(2):\n    pass\n")
+    assert names.defines == {"nn", "pi", "x", "f", "K", "i"}
+    assert "img" in names.reads and "pi" in names.reads and "range" in names.reads
+    assert not {"a", "b", "c", "size"} & names.reads  # locals, not globals
+
+
+def test_names_inside_functions_and_global_statements():
+    names = names_of("def g():\n    global model\n    model = load()\n    return labels\n")
+    assert "model" in names.defines and {"load", "labels"} <= names.reads
+
+
+def test_magics_are_read_as_python_and_broken_cells_as_nothing():
+    names = names_of("%matplotlib inline\n!ls\ny = figure_size * 2\n")
+    assert "y" in names.defines and "figure_size" in names.reads
+    assert names_of("def broken(:\n    pass") == names_of("")
+
+
+def test_a_skipped_cell_keeps_the_students_outputs_under_a_note_and_loses_errors():
+    cell = nbformat.v4.new_code_cell("plot()")
+    picture = nbformat.v4.new_output("display_data", data={"image/png": "iVBOR"})
+    cell.outputs = [picture, nbformat.v4.new_output("error", ename="KernelDied", evalue="fake",
+                                                    traceback=[])]
+    mark_skipped(cell)
+    assert cell.outputs[0].text == SKIPPED_NOTE and cell.outputs[1] == picture
+    assert len(cell.outputs) == 2
+
+
+# --- what a plan skips -----------------------------------------------------------------------
+
+def _course(root: Path) -> Path:
+    """The fixture lab with its import cell made a setup cell and a figure cell after it (it
+    prints, so a graded copy shows whether it ran)."""
+    shutil.copytree(FIXTURE_COURSE / "source", root / "source")
+    path = root / "source" / LAB / NB
+    nb = notebooks.read(path)
+    imports = next(c for c in nb.cells if c.source == "import numpy as np")
+    imports.metadata.setdefault("tags", []).append("setup")
+    figure = nbformat.v4.new_code_cell('figure = "a bar chart"\nprint("drawn:", figure)')
+    figure.metadata["nbgrader"] = {"grade_id": "mini_figure", "locked": True, "solution": False,
+                                   "grade": False, "schema_version": 3}
+    nb.cells.insert(nb.cells.index(imports) + 1, figure)
+    notebooks.write(nb, path)
+    from autograder.build import build
+
+    build(LAB, root=root)
+    return root
+
+
+def _submission(root: Path, student: str, **kwargs) -> nbformat.NotebookNode:
+    folder = make_submission(LAB, root / "submitted" / student / LAB, root=root, **kwargs)
+    return notebooks.read(folder / NB)
+
+
+def _trusted(root: Path) -> nbformat.NotebookNode:
+    return notebooks.read(root / "source" / LAB / NB)
+
+
+def test_the_fixture_solution_reads_a_name_of_an_untagged_cell_so_it_runs_in_full(tmp_path):
+    root = fixture_course(tmp_path / "course")
+    result = plan(_submission(root, "s"), _trusted(root))
+    assert result.skip == frozenset() and "`np`" in result.why_full
+
+
+def test_figure_cells_are_skipped_unless_the_students_code_reads_their_names(tmp_path):
+    root = _course(tmp_path / "course")
+    trusted = _trusted(root)
+    assert plan(_submission(root, "solution"), trusted).skip == {"mini_figure"}
+    assert plan(_submission(root, "blank", solve=[]), trusted).skip == {"mini_figure"}
+
+    reads = _submission(root, "reads", overrides={
+        "task1_add": "def add(a, b):\n    return a + b + len(figure) * 0"})
+    result = plan(reads, trusted)
+    assert result.skip == frozenset() and "`figure`" in result.why_full
+
+    own = _submission(root, "own", overrides={"task1_add": "figure = 'mine'\ndef add(a, b):\n"
+                                                           "    return a + b + len(figure) * 0"})
+    assert plan(own, trusted).skip == {"mini_figure"}  # the student's own `figure`
+
+    added = _submission(root, "added")
+    added.cells.append(nbformat.v4.new_code_cell("print(figure.upper())"))  # an extra cell
+    assert "`figure`" in plan(added, trusted).why_full
+
+
+# --- a batch graded both ways ----------------------------------------------------------------
+
+OPTIONS = GradeOptions(jobs=2, cell_timeout=20, notebook_timeout=300,
+                       sandbox=sandbox.detect().active)
+
+
+@pytest.mark.slow
+def test_fast_grading_gives_the_full_runs_grades_and_keeps_the_students_figures(tmp_path):
+    roots = {mode: _course(tmp_path / mode) for mode in ("fast", "full")}
+    for root in roots.values():
+        sub = root / "submitted"
+        make_submission(LAB, sub / "solution" / LAB, root=root)
+        make_submission(LAB, sub / "blank" / LAB, solve=[], root=root)
+        make_submission(LAB, sub / "wrong" / LAB, root=root, overrides={
+            "task2_mean": "def mean(values):\n    return float(values[0])"})
+        make_submission(LAB, sub / "reads" / LAB, root=root, overrides={
+            "task1_add": "def add(a, b):\n    return a + b + len(figure) * 0"})
+        folder = sub / "solution" / LAB
+        nb = notebooks.read(folder / NB)
+        figure = next(c for c in nb.cells
+                      if notebooks.nbgrader_meta(c).get("grade_id") == "mini_figure")
+        figure.outputs = [nbformat.v4.new_output("stream", name="stdout",
+                                                 text="drawn on the student's laptop\n")]
+        notebooks.write(nb, folder / NB)
+
+    results = {mode: {r.student: r for r in grade(LAB, root=root, options=OPTIONS.replace(
+        fast=mode == "fast"))} for mode, root in roots.items()}
+    scores = {mode: {s: (r.tasks, r.auto_score) for s, r in res.items()}
+              for mode, res in results.items()}
+    assert scores["fast"] == scores["full"]
+    assert scores["fast"]["solution"][1] == 5 and scores["fast"]["blank"][1] == 0
+    assert scores["fast"]["wrong"][1] == 2 and scores["fast"]["reads"][1] == 5
+
+    def figure_output(mode: str, student: str) -> str:
+        graded = notebooks.read(roots[mode] / "autograded" / student / LAB / NB)
+        cell = next(c for c in graded.cells
+                    if notebooks.nbgrader_meta(c).get("grade_id") == "mini_figure")
+        return "".join(o.get("text", "") for o in cell.outputs)
+
+    assert figure_output("fast", "solution") == SKIPPED_NOTE + "drawn on the student's laptop\n"
+    assert figure_output("full", "solution") == "drawn: a bar chart\n"
+    assert figure_output("fast", "reads") == "drawn: a bar chart\n"  # ran in full
+    assert "run in full" in results["fast"]["reads"].problem
+    assert "`figure`" in results["fast"]["reads"].problem
+    assert "run in full" not in results["fast"]["solution"].problem
