@@ -1,6 +1,6 @@
 # WRONG (Task 5): patch corners stop at H - patch, so when the stride does not divide H - patch the border is never occluded.
 def occlusion_sensitivity(model: nn.Module, input: torch.Tensor, target: int, patch: int = 40,
-                          stride: int = 20, batch_size: int = 32) -> torch.Tensor:
+                          stride: int = 20, batch_size: int = 32, progress: bool = False) -> torch.Tensor:
     _, _, height, width = input.shape
     corners = [(i, j) for i in range(0, height - patch + 1, stride)
                for j in range(0, width - patch + 1, stride)]

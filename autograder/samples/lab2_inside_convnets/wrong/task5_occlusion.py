@@ -1,6 +1,6 @@
 # WRONG (Task 5): measures the drop of the logit instead of the softmax probability.
 def occlusion_sensitivity(model: nn.Module, input: torch.Tensor, target: int, patch: int = 40,
-                          stride: int = 20, batch_size: int = 32) -> torch.Tensor:
+                          stride: int = 20, batch_size: int = 32, progress: bool = False) -> torch.Tensor:
     _, _, height, width = input.shape
     corners = [(i, j) for i in range(0, max(height - patch, 0) + stride, stride)
                for j in range(0, max(width - patch, 0) + stride, stride)]
@@ -8,7 +8,7 @@ def occlusion_sensitivity(model: nn.Module, input: torch.Tensor, target: int, pa
     count = torch.zeros(height, width)
     with torch.no_grad():
         base = model(input)[0, target]
-        for start in tqdm(range(0, len(corners), batch_size)):
+        for start in tqdm(range(0, len(corners), batch_size), disable=not progress):
             chunk = corners[start:start + batch_size]
             batch = input.repeat(len(chunk), 1, 1, 1)
             for n, (i, j) in enumerate(chunk):

@@ -6,7 +6,7 @@ def saliency_map(model: nn.Module, input: torch.Tensor, target: int) -> torch.Te
 
 
 def smoothgrad(model: nn.Module, input: torch.Tensor, target: int, n_samples: int = 25,
-               sigma: float = 0.15) -> torch.Tensor:
+               sigma: float = 0.15, progress: bool = False) -> torch.Tensor:
     total = torch.zeros(input.shape[-2:])
     for _ in range(n_samples):
         total += saliency_map(model, input + sigma * torch.randn_like(input), target)
