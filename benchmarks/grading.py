@@ -12,6 +12,10 @@
    with the test cells run by the harness (``TrustedExecute``, what ``course grade`` does) and
    run inside the kernel as plain nbgrader does (its ``Execute``; the design before the
    harness). Printed: the median of each and their ratio (target: at most 1.10).
+4. **Fast grading.** One solution submission graded by ``course grade`` with ``--fast`` (the
+   instructor cells no test needs are not run; ``autograder/fast.py``) and without, alternately
+   (``--repeats`` times each). Printed: the medians, their ratio, and that both gave full marks
+   (issue 11's target: Lab 1 in at most 15 s, Lab 2 in at most 20 s on a 2-core CPU).
 
 Variants run alternately in one process; uses the stand-in weights, no network.
 Usage: ``python benchmarks/grading.py [--lab lab1_interpretability] [--submissions 4]``.
@@ -46,10 +50,11 @@ def execute_directly(folder: Path) -> float:
     return time.perf_counter() - start
 
 
-def grade_time(root: Path, lab: str, students: list[str], jobs: int) -> float:
+def grade_time(root: Path, lab: str, students: list[str], jobs: int, fast: bool = False) -> float:
     reset_grading(root)
     start = time.perf_counter()
-    results = grade(lab, root=root, students=students, options=GradeOptions(jobs=jobs))
+    results = grade(lab, root=root, students=students, options=GradeOptions(jobs=jobs,
+                                                                            fast=fast))
     elapsed = time.perf_counter() - start
     bad = [r.student for r in results if r.auto_score != r.auto_max]
     if bad:
@@ -90,6 +95,18 @@ def harness_against_kernel(root: Path, lab: str, repeats: int) -> tuple[float, f
     return statistics.median(times["harness"]), statistics.median(times["kernel"])
 
 
+def fast_against_full(root: Path, lab: str, repeats: int) -> tuple[float, float]:
+    """Median seconds to grade one solution submission with ``--fast`` and without."""
+    import statistics
+
+    from _common import interleaved
+
+    one = ["student0"]
+    times, _ = interleaved({"fast": lambda: grade_time(root, lab, one, 1, fast=True),
+                            "full": lambda: grade_time(root, lab, one, 1)}, repeats)
+    return statistics.median(times["fast"]), statistics.median(times["full"])
+
+
 def _prepare_gradebook(root: Path, lab: str) -> None:
     """Record the lab's cells in the gradebook, as ``course grade`` does before autograding."""
     from autograder.build import generate_release
@@ -104,10 +121,16 @@ def main() -> int:
     parser.add_argument("--submissions", type=int, default=4)
     parser.add_argument("--repeats", type=int, default=3, help="runs of each variant in part 3")
     parser.add_argument("--only-harness", action="store_true", help="run part 3 only")
+    parser.add_argument("--only-fast", action="store_true", help="run part 4 only")
     args = parser.parse_args()
     print(f"TORCH_HOME={use_standin_torch_home()}")
     with tempfile.TemporaryDirectory(prefix="bench-grading-") as tmp:
         root = make_course(Path(tmp), args.lab, args.submissions)
+        if args.only_fast:
+            fast, full = fast_against_full(root, args.lab, args.repeats)
+            print(f"4. one submission of {args.lab} graded --fast {fast:.1f} s, in full "
+                  f"{full:.1f} s: ratio {full / fast:.2f}x faster, full marks both ways")
+            return 0
         if not args.only_harness:
             one = ["student0"]
             folder = root / "submitted" / "student0" / args.lab
