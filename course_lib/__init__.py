@@ -14,6 +14,7 @@ from course_lib.hooks import (
     count_hooks,
     forward_progress,
     forward_until,
+    layer_summary,
 )
 from course_lib.images import (
     SAMPLE_IMAGES,
@@ -51,6 +52,7 @@ from course_lib.models import (
 )
 from course_lib.plotting import (
     compare_attributions,
+    compare_signed_maps,
     overlay_attribution,
     show_filter_grid,
     show_image,
@@ -75,11 +77,11 @@ __all__ = [
     "SAMPLE_IMAGES", "ImageLoadError", "LabelIndexError", "LayerNotReachedError", "ModelSpec",
     "ModulePathError", "Prediction", "SampleImage", "StopForward", "UnknownModelError",
     "WeightsUnavailableError", "available_samples", "capture_activations", "capture_gradients",
-    "compare_attributions", "count_hooks", "denormalize", "fetch_weights", "forward_progress",
-    "forward_until", "get_module", "get_stages", "get_target_layer", "imagenet_labels",
-    "imagenet_transform", "index_to_label", "label_to_index", "load_image", "load_model",
-    "make_collage", "normalize", "overlay_attribution", "postprocess", "prepare_for_attribution",
-    "preprocess_image", "sample_credit", "sample_image", "show_filter_grid", "show_image",
-    "show_image_grid", "standin_weights_active", "tensor_to_image", "weights_notice",
-    "write_standin_weights",
+    "compare_attributions", "compare_signed_maps", "count_hooks", "denormalize", "fetch_weights",
+    "forward_progress", "forward_until", "get_module", "get_stages", "get_target_layer",
+    "imagenet_labels", "imagenet_transform", "index_to_label", "label_to_index", "layer_summary",
+    "load_image", "load_model", "make_collage", "normalize", "overlay_attribution", "postprocess",
+    "prepare_for_attribution", "preprocess_image", "sample_credit", "sample_image",
+    "show_filter_grid", "show_image", "show_image_grid", "standin_weights_active",
+    "tensor_to_image", "weights_notice", "write_standin_weights",
 ]
