@@ -28,6 +28,8 @@ from torchvision import models
 from torchvision.models import WeightsEnum
 from torchvision.models.resnet import BasicBlock, Bottleneck
 
+from course_lib.preprocessing import mark_helper_object
+
 __all__ = [
     "DEFAULT_MODEL",
     "MODEL_SPECS",
@@ -263,7 +265,9 @@ def load_model(
         progress: Show a download progress bar.
 
     Returns:
-        The model, in eval mode.
+        The model, in eval mode. It carries ``course_lib.preprocessing.HELPER_MARK`` (Lab 1's
+        Task 1 asks students to load ResNet-34 with torchvision themselves, and its tests give
+        no points for this one).
 
     Raises:
         UnknownModelError: If ``name`` is not in ``MODEL_SPECS``.
@@ -272,13 +276,13 @@ def load_model(
     """
     spec = _get_spec(name)
     if weights is None:
-        return spec.builder(weights=None).eval()
+        return mark_helper_object(spec.builder(weights=None).eval(), f"load_model({name!r})")
     member = _resolve_weights(spec, weights)
     try:
         model = _build_with_weights(spec, member, progress)
     except OSError as exc:  # urllib's URLError is an OSError
         raise WeightsUnavailableError(_unavailable(spec, member, exc)) from exc
-    return model.eval()
+    return mark_helper_object(model.eval(), f"load_model({name!r})")
 
 
 def _build_with_weights(spec: ModelSpec, member: WeightsEnum, progress: bool) -> nn.Module:

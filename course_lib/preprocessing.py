@@ -8,7 +8,7 @@ tensor -> model -> ``1 x 1000`` logits -> :func:`postprocess` -> top-k :class:`P
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import NamedTuple
+from typing import NamedTuple, TypeVar
 
 import numpy as np
 import torch
@@ -36,9 +36,39 @@ IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
 IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
 """Per-channel (R, G, B) standard deviation of ImageNet training images, ``0 .. 1`` scale."""
 
+HELPER_MARK = "_course_lib_helper"
+"""Attribute that objects built by a course_lib helper carry (the helper's name).
+
+Lab 1 asks students to build a model (Task 1) and a transform (Task 2) themselves; the later
+notebooks use :func:`course_lib.models.load_model` and :func:`imagenet_transform` for the same
+objects. The tests of those tasks read the mark with :func:`made_by_course_lib` and give no
+points for an object the helper built.
+"""
+
+
+_Built = TypeVar("_Built")
+
+
+def mark_helper_object(obj: _Built, helper: str) -> _Built:
+    """Set :data:`HELPER_MARK` on ``obj`` to ``helper`` and return ``obj``."""
+    setattr(obj, HELPER_MARK, helper)
+    return obj
+
+
+def made_by_course_lib(obj: object) -> str | None:
+    """The name of the course_lib helper that built ``obj``, or None if none did.
+
+    Works on the grader's references to the student's objects too (an attribute read).
+    """
+    mark = getattr(obj, HELPER_MARK, None)
+    return mark if isinstance(mark, str) else None
+
 
 def imagenet_transform(resize: int = 256, crop: int = 224) -> transforms.Compose:
     """The standard ImageNet evaluation transform.
+
+    The ``Compose`` it returns carries :data:`HELPER_MARK` (Lab 1's Task 2 asks students to
+    build this pipeline themselves, and its tests give no points for this one).
 
     ``Resize(resize)`` (shorter side to ``resize`` pixels, aspect ratio kept) ->
     ``CenterCrop(crop)`` -> ``ToTensor()`` (``0 .. 255`` -> ``0 .. 1``, ``H x W x 3`` ->
@@ -63,7 +93,7 @@ def imagenet_transform(resize: int = 256, crop: int = 224) -> transforms.Compose
             f"crop ({crop}) must not exceed resize ({resize}): the centre crop would be padded "
             "with black. Increase resize or decrease crop."
         )
-    return transforms.Compose(
+    pipeline = transforms.Compose(
         [
             transforms.Resize(resize),
             transforms.CenterCrop(crop),
@@ -71,6 +101,7 @@ def imagenet_transform(resize: int = 256, crop: int = 224) -> transforms.Compose
             transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD),
         ]
     )
+    return mark_helper_object(pipeline, "imagenet_transform")
 
 
 def preprocess_image(

@@ -215,6 +215,18 @@ def test_load_model_random_init_needs_no_weights(no_network: list[str]) -> None:
     assert no_network == []
 
 
+def test_load_model_marks_its_model_as_the_helpers(no_network: list[str]) -> None:
+    """Lab 1's Task 1 gives no points for this model: its tests read the mark, which survives
+    a copy and prepare_for_attribution, and stays out of the state dict."""
+    from course_lib.preprocessing import made_by_course_lib
+
+    model = load_model("resnet34", weights=None)
+    assert made_by_course_lib(model) == "load_model('resnet34')"
+    assert made_by_course_lib(prepare_for_attribution(model)) == "load_model('resnet34')"
+    assert made_by_course_lib(resnet34()) is None
+    assert all("course_lib" not in key for key in model.state_dict())
+
+
 def test_load_model_rejects_unknown_weights() -> None:
     with pytest.raises(ValueError, match="Unknown weights 'IMAGENET1K_V9' for resnet34; expected"):
         load_model("resnet34", "IMAGENET1K_V9")
@@ -235,8 +247,11 @@ def test_load_model_without_cache_or_network_says_how_to_prefetch(
 
 
 def test_load_model_reads_cached_standins(use_standins: Path, no_network: list[str]) -> None:
+    from course_lib.preprocessing import made_by_course_lib
+
     model = load_model("resnet34", progress=False)
     assert not model.training
+    assert made_by_course_lib(model) == "load_model('resnet34')"
     saved = torch.load(use_standins / "hub" / "checkpoints" / RESNET34_FILE)
     torch.testing.assert_close(model.state_dict(), saved)
     assert no_network == []

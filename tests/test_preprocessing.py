@@ -10,11 +10,13 @@ from torchvision import transforms
 
 from course_lib.images import sample_image
 from course_lib.preprocessing import (
+    HELPER_MARK,
     IMAGENET_MEAN,
     IMAGENET_STD,
     Prediction,
     denormalize,
     imagenet_transform,
+    made_by_course_lib,
     normalize,
     postprocess,
     preprocess_image,
@@ -43,6 +45,23 @@ def test_imagenet_transform_steps_and_parameters():
     assert tuple(steps[1].size) == (224, 224)
     assert tuple(steps[3].mean) == IMAGENET_MEAN
     assert tuple(steps[3].std) == IMAGENET_STD
+
+
+def test_imagenet_transform_marks_its_pipeline_as_the_helpers():
+    """Lab 1's Task 2 gives no points for this pipeline: its tests read the mark."""
+    import copy
+    import pickle
+
+    pipeline = imagenet_transform(resize=40, crop=32)
+    assert made_by_course_lib(pipeline) == "imagenet_transform"
+    assert made_by_course_lib(copy.deepcopy(pipeline)) == "imagenet_transform"
+    assert made_by_course_lib(pickle.loads(pickle.dumps(pipeline))) == "imagenet_transform"
+    assert made_by_course_lib(transforms.Compose(list(pipeline.transforms))) is None
+    assert made_by_course_lib(object()) is None
+    fake = transforms.Compose([])
+    setattr(fake, HELPER_MARK, 1)  # not a helper's name
+    assert made_by_course_lib(fake) is None
+    assert pipeline(Image.new("RGB", (80, 40))).shape == (3, 32, 32)  # the mark changes nothing
 
 
 def test_imagenet_transform_custom_sizes():
