@@ -2,8 +2,9 @@
 
 Every loader here returns an 8-bit RGB :class:`PIL.Image.Image`, whatever the file holds
 (grayscale, alpha, palette, CMYK, 16-bit), so the ImageNet transforms downstream always see three
-channels. The sample photographs ship inside scikit-image and matplotlib, so the labs run without
-network access; :func:`load_image` can still fetch a URL when there is a network.
+channels. The sample photographs ship inside scikit-image and matplotlib (the raccoon inside this
+package), so the labs run without network access; :func:`load_image` can still fetch a URL when
+there is a network.
 """
 
 from __future__ import annotations
@@ -214,6 +215,18 @@ def _load_motorcycle() -> Image.Image:
     return Image.fromarray(np.asarray(left))
 
 
+def _load_packaged(filename: str) -> Callable[[], Image.Image]:
+    """A loader for a photograph shipped in ``course_lib/data``."""
+
+    def load() -> Image.Image:
+        from importlib.resources import files
+
+        with files("course_lib").joinpath("data", filename).open("rb") as handle:
+            return _open_as_rgb(io.BytesIO(handle.read()))
+
+    return load
+
+
 def _load_grace_hopper() -> Image.Image:
     from matplotlib import cbook
 
@@ -308,6 +321,21 @@ _SAMPLES = (
         ),
         loader=_load_motorcycle,
     ),
+    SampleImage(
+        name="raccoon",
+        description=(
+            "A raccoon's face among palm leaves, the picture of SciPy's `datasets.face` reduced to "
+            "299 x 224 (course_lib/data/raccoon.jpg, 28 kB). ImageNet has no raccoon class, so "
+            "a classifier answers with its nearest classes."
+        ),
+        credit=(
+            "Photograph of a raccoon (Procyon lotor), public domain (raccoon-procyon-lotor.jpg "
+            "from public-domain-image.com, now pixnio.com/fauna-animals/raccoons/"
+            "raccoon-procyon-lotor); shipped by SciPy as scipy.misc.face (SciPy 1.9 and "
+            "earlier) and scipy.datasets.face, reduced from 1024 x 768 for this course."
+        ),
+        loader=_load_packaged("raccoon.jpg"),
+    ),
 )
 
 SAMPLE_IMAGES: Mapping[str, SampleImage] = MappingProxyType({s.name: s for s in _SAMPLES})
@@ -318,7 +346,7 @@ def available_samples() -> list[str]:
     """Return the names accepted by :func:`sample_image`, in a fixed order.
 
     Returns:
-        ``["cat", "coffee", "rocket", "astronaut", "grace_hopper", "motorcycle"]``.
+        ``["cat", "coffee", "rocket", "astronaut", "grace_hopper", "motorcycle", "raccoon"]``.
     """
     return list(SAMPLE_IMAGES)
 
@@ -376,7 +404,7 @@ def make_collage(images: Sequence[Image.Image], *, height: int = 224) -> Image.I
 
     Each image is converted to RGB and resized to ``height`` pixels high, keeping its aspect
     ratio (width rounded, at least 1 pixel); the results are concatenated left to right with no
-    gap. Useful for two-object inputs to Grad-CAM.
+    gap. Useful for two-object inputs to Grad-CAM (the cat beside the raccoon, or the coffee cup).
 
     Args:
         images: one or more PIL images, any mode and size.

@@ -11,6 +11,8 @@ import functools
 import http.server
 import io
 import threading
+from importlib.resources import files
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -36,6 +38,7 @@ EXPECTED_SAMPLE_SIZES = {  # (width, height)
     "astronaut": (512, 512),
     "grace_hopper": (512, 600),
     "motorcycle": (741, 500),
+    "raccoon": (299, 224),
 }
 
 
@@ -52,7 +55,7 @@ def _pixels(img: Image.Image) -> np.ndarray:
 # --------------------------------------------------------------------------- samples
 
 
-def test_available_samples_lists_the_six_photographs():
+def test_available_samples_lists_the_seven_photographs():
     assert available_samples() == list(EXPECTED_SAMPLE_SIZES)
     assert list(SAMPLE_IMAGES) == available_samples()
 
@@ -77,6 +80,26 @@ def test_credits_record_the_licences():
     assert "public domain" in sample_credit("astronaut")
     assert "public domain" in sample_credit("grace_hopper")
     assert "Middlebury" in sample_credit("motorcycle")
+    assert "public domain" in sample_credit("raccoon") and "pixnio.com" in sample_credit("raccoon")
+    assert "scipy.datasets.face" in sample_credit("raccoon")
+
+
+def test_the_raccoon_ships_inside_course_lib_small_and_as_a_wheel_file():
+    """The one photograph no installed package ships: a small JPEG in course_lib/data that the
+    wheel (make dist, Colab) and the grading sandbox (which mounts course_lib only) both carry."""
+    photo = files("course_lib").joinpath("data", "raccoon.jpg")
+    assert photo.is_file() and 10_000 < len(photo.read_bytes()) < 60_000
+    with Image.open(io.BytesIO(photo.read_bytes())) as img:
+        assert img.format == "JPEG" and img.height == 224
+    pyproject = Path(images.__file__).resolve().parents[1] / "pyproject.toml"
+    assert 'course_lib = ["data/*.jpg"]' in pyproject.read_text(encoding="utf-8")
+
+
+def test_cat_and_raccoon_collage_for_the_two_animal_question():
+    collage = make_collage([sample_image("cat"), sample_image("raccoon")], height=224)
+    assert collage.size == (round(451 * 224 / 300) + 299, 224)
+    left, right = _pixels(collage)[:, :300], _pixels(collage)[:, 340:]
+    assert left.std() > 10 and right.std() > 10
 
 
 def test_sample_lookup_is_case_insensitive_and_returns_fresh_images():
