@@ -182,7 +182,7 @@ def test_a_failing_cell_that_is_not_an_answer_is_described_by_its_first_line():
 
 def test_manual_points_count_the_written_answers():
     filters = lab_notebooks("release")[1]  # 2_filters: three questions of 2 points
-    assert _manual_points(notebooks.read(filters)) == (6.0, (5,))
+    assert _manual_points(notebooks.read(filters)) == (10.0, (5,))
     assert _manual_points(notebooks.read(lab_notebooks("release")[0])) == (0.0, ())
 
 
