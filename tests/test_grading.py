@@ -27,23 +27,28 @@ pytestmark = pytest.mark.slow
 # between two broken tasks would show there). Few submissions keep this test to minutes.
 WRONG_GROUPS = {
     LAB1: {
-        "wrong_a": ("task1_model", "task3_inference", "task5_visualize_filter", "task6_ig",
-                    "task8_noise_tunnel", "task9_compare--random"),
-        "wrong_b": ("task2_transform", "task4_graph", "task5_visualize_filter--hardcoded",
-                    "task7_visualize", "task9_compare"),
+        "wrong_a": ("task1_model", "task2_transform--course_helper", "task3_inference",
+                    "task5_visualize_filter", "task6_ig", "task8_noise_tunnel",
+                    "task9_compare--random"),
+        "wrong_b": ("task1_model--course_helper", "task2_transform", "task3_inference--postprocess",
+                    "task4_graph", "task5_visualize_filter--hardcoded", "task7_visualize",
+                    "task8_noise_tunnel--range_fraction", "task9_compare"),
     },
     LAB2: {
         # Notebooks: 1 = Tasks 1-2, 2 = Tasks 3-4, 3 = Tasks 5-7.
-        "wrong_a": ("task1_activations", "task3_gradcam", "task5_occlusion", "task6_saliency"),
-        "wrong_b": ("task2_sparsity", "task3_gradcam--max_only", "task5_occlusion--border",
-                    "task7_attention"),
-        "wrong_c": ("task2_sparsity--nonpositive", "task3_gradcam--hook_left", "task4_cam_family"),
+        "wrong_a": ("task1_activations", "task3_gradcam", "task4_cam_family--all_channels",
+                    "task5_occlusion", "task6_saliency"),
+        "wrong_b": ("task1_activations--forward_until", "task2_sparsity",
+                    "task3_gradcam--max_only", "task5_occlusion--border", "task7_attention"),
+        "wrong_c": ("task1_activations--course_helper", "task2_sparsity--nonpositive",
+                    "task3_gradcam--hook_left", "task4_cam_family", "task5_occlusion--clamped"),
+        "wrong_d": ("task3_gradcam--captum",),
     },
 }
-MANUAL_POINTS = {LAB1: 14, LAB2: 19}
+MANUAL_POINTS = {LAB1: 18, LAB2: 21}
 SOLUTION_CSV = {
-    LAB1: "solution,lab1_interpretability,5,5,10,5,15,10,5,10,15,80,80,0,14",
-    LAB2: "solution,lab2_inside_convnets,15,10,20,10,15,15,15,100,100,0,19",
+    LAB1: "solution,lab1_interpretability,5,5,10,5,15,10,5,10,15,80,80,0,18",
+    LAB2: "solution,lab2_inside_convnets,15,10,20,10,15,15,15,100,100,0,21",
 }
 
 
