@@ -12,8 +12,11 @@ a. Occlusion (Task 5), ResNet-34, one 1 x 3 x 224 x 224 image, patch 40, stride 
    ``loop / variant``.
 b. Score-CAM (Task 4) on ResNet-34 ``layer4[-1]`` (512 channels, 7 x 7) and VGG16's last conv
    (512 channels, 14 x 14): the full method (one forward pass per channel) against the lab's
-   ``keep_top_channels(32)`` (32 passes). The full VGG16 run takes minutes on a laptop CPU, so by
-   default its time is *estimated* from 64 channels (``--full-vgg`` runs it).
+   ``keep_top_channels(16)`` (16 passes: the channels of largest spatial variance, as Faster
+   Score-CAM does, https://github.com/tabayashi0117/Score-CAM#faster-score-cam). The full VGG16
+   run takes minutes on a laptop CPU, so by default its time is *estimated* from 64 channels
+   (``--full-vgg`` runs it). The library's own progress bars are off (``TQDM_DISABLE``), as in
+   the lab's ``cam_family(..., progress=False)``.
 
 Torch runs with ``--threads`` threads (default 1: on a shared 2-core machine two threads slow
 batch-of-one work down unpredictably, see lab1_speedups.py; ``--threads 0`` keeps torch's
@@ -162,7 +165,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--only", action="append", choices=("occlusion", "scorecam"))
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads (1; 0: torch's default)")
-    parser.add_argument("--top", type=int, default=32, help="Score-CAM channels kept (32)")
+    parser.add_argument("--top", type=int, default=16,
+                        help="Score-CAM channels kept (16, the lab's SCORE_CAM_CHANNELS)")
     parser.add_argument("--full-vgg", action="store_true", help="run VGG16's full Score-CAM")
     return parser.parse_args(argv)
 
