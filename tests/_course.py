@@ -69,3 +69,94 @@ def require_dot() -> None:
         if os.environ.get("CI"):
             pytest.fail("CI must render graphs, but Graphviz's `dot` is not installed")
         pytest.skip("Graphviz's `dot` is not installed (apt-get install graphviz)")
+
+
+# --- running a task's test cells in this process, without the course's models ----------------
+
+# The line every written question that rests on figures ends with (docs/design.md, "Conventions
+# a student can rely on").
+STANDIN_LINE = (
+    "*If the notebook printed the stand-in weights notice, the figures are not a trained "
+    "network's: answer from what you expect with the real weights (run `make fetch-weights` "
+    "or see the notebook's introduction) and say so.*")
+
+
+def grade_id(cell: nbformat.NotebookNode) -> str:
+    return notebooks.nbgrader_meta(cell).get("grade_id", "")
+
+
+def solution_source(path: Path, task: int) -> str:
+    """The solution cell of ``task`` in the source notebook ``path``, as a student who solved
+    it has it."""
+    for cell in notebooks.read(path).cells:
+        meta = notebooks.nbgrader_meta(cell)
+        if cell.cell_type == "code" and meta.get("solution") and \
+                notebooks.task_of(meta["grade_id"]) == task:
+            return notebooks.solution_text(cell.source)
+    raise LookupError(task)
+
+
+def mutated(source: str, old: str, new: str) -> str:
+    """``source`` with its one occurrence of ``old`` replaced by ``new`` (a near miss)."""
+    assert source.count(old) == 1, old
+    return source.replace(old, new)
+
+
+def wrong_answer(lab: str, name: str) -> str:
+    """The shipped wrong answer ``autograder/samples/<lab>/wrong/<name>``."""
+    return (REPO_ROOT / "autograder" / "samples" / lab / "wrong" / name).read_text("utf-8")
+
+
+def setup_namespace(path: Path, *, functions: bool = False) -> dict:
+    """The imports of the notebook's setup cells (and their functions, if asked), run in a new
+    namespace: no model is loaded."""
+    import ast
+
+    from autograder.harness import python_source
+    from autograder.nbgrader_ext import is_setup_cell
+
+    kinds = (ast.Import, ast.ImportFrom) + ((ast.FunctionDef,) if functions else ())
+    namespace: dict = {}
+    for cell in notebooks.read(path).cells:
+        if is_setup_cell(cell):
+            tree = ast.parse(python_source(cell.source))
+            kept = [n for n in tree.body if isinstance(n, kinds)]
+            exec(compile(ast.Module(kept, type_ignores=[]), str(path), "exec"), namespace)
+    return namespace
+
+
+def task_test_cells(path: Path, task: int, *, avoiding: frozenset[str] | set[str] = frozenset()
+                    ) -> list[tuple[str, str]]:
+    """``(grade_id, source)`` of the task's test cells that read none of the names in
+    ``avoiding`` (the course's models, built by setup cells these tests do not run)."""
+    import ast
+
+    from autograder.nbgrader_ext import is_test_cell
+
+    out = []
+    for cell in notebooks.read(path).cells:
+        if is_test_cell(cell) and notebooks.task_of(grade_id(cell)) == task:
+            tree = ast.parse(cell.source)
+            loads = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)
+                     and isinstance(n.ctx, ast.Load)}
+            own = {n.arg for n in ast.walk(tree) if isinstance(n, ast.arg)}  # a test's own def
+            if not (loads - own) & set(avoiding):
+                out.append((grade_id(cell), cell.source))
+    return out
+
+
+def failing_cells(namespace: dict, cells: list[tuple[str, str]], *, part: str
+                  ) -> dict[str, str]:
+    """Run test ``cells`` (``part``: visible, hidden or both) in ``namespace``;
+    ``{grade_id: error}`` for the cells that failed."""
+    from autograder.harness import split_hidden
+
+    failed = {}
+    for cell_id, source in cells:
+        visible, hidden = split_hidden(source)
+        code = {"visible": visible, "hidden": visible + "\n" + hidden, "both": source}[part]
+        try:
+            exec(compile(code, cell_id, "exec"), namespace)
+        except Exception as error:  # noqa: BLE001 - any failure is the verdict
+            failed[cell_id] = f"{type(error).__name__}: {error}"
+    return failed

@@ -22,19 +22,24 @@ import pytest
 
 from autograder import notebooks
 from autograder._paths import REPO_ROOT
-from autograder.harness import python_source, split_hidden
-from autograder.nbgrader_ext import is_setup_cell, is_test_cell
+from autograder.harness import python_source
+from autograder.nbgrader_ext import is_test_cell
+
+from ._course import (
+    STANDIN_LINE,
+    failing_cells,
+    grade_id,
+    setup_namespace,
+    solution_source,
+    task_test_cells,
+    wrong_answer,
+)
 
 LAB = "lab1_interpretability"
 INFERENCE = REPO_ROOT / "source" / LAB / "1_inference.ipynb"
 FILTERS = REPO_ROOT / "source" / LAB / "2_filters.ipynb"
 ATTRIBUTIONS = REPO_ROOT / "source" / LAB / "3_attributions.ipynb"
 NOTEBOOKS = (INFERENCE, FILTERS, ATTRIBUTIONS)
-WRONG = REPO_ROOT / "autograder" / "samples" / LAB / "wrong"
-STANDIN_LINE = (
-    "*If the notebook printed the stand-in weights notice, the figures are not a trained "
-    "network's: answer from what you expect with the real weights (run `make fetch-weights` "
-    "or see the notebook's introduction) and say so.*")
 ABOUT_LINE = re.compile(r"^\*About \d+-\d+ sentences\. A good answer [^*]+\*$", re.MULTILINE)
 
 
@@ -42,8 +47,6 @@ def _cells(path: Path) -> list:
     return notebooks.read(path).cells
 
 
-def _grade_id(cell) -> str:
-    return notebooks.nbgrader_meta(cell).get("grade_id", "")
 
 
 def _markdown(path: Path) -> str:
@@ -56,53 +59,24 @@ def _code(path: Path, cell_id: str) -> str:
     return next(c.source for c in _cells(path) if c.get("id") == cell_id)
 
 
-def _solution(path: Path, task: int) -> str:
-    """The solution cell of ``task`` as a student who solved it has it."""
-    for cell in _cells(path):
-        meta = notebooks.nbgrader_meta(cell)
-        if cell.cell_type == "code" and meta.get("solution") and \
-                notebooks.task_of(meta["grade_id"]) == task:
-            return notebooks.solution_text(cell.source)
-    raise LookupError(task)
-
-
-def _namespace(path: Path) -> dict:
-    """The imports of the notebook's setup cells (no model loaded)."""
-    namespace: dict = {}
-    for cell in _cells(path):
-        if is_setup_cell(cell):
-            tree = ast.parse(python_source(cell.source))
-            imports = [n for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom))]
-            exec(compile(ast.Module(imports, type_ignores=[]), str(path), "exec"), namespace)
-    return namespace
 
 
 def _failures(path: Path, task: int, answers: list[str], *, part: str) -> dict[str, str]:
     """Run ``answers`` then the task's test cells (``part``: visible, hidden or both);
     ``{grade_id: error}`` for the cells that failed."""
-    namespace = _namespace(path)
+    namespace = setup_namespace(path)
     for answer in answers:
         exec(compile(answer, "answer", "exec"), namespace)
-    failed = {}
-    for cell in _cells(path):
-        if not (is_test_cell(cell) and notebooks.task_of(_grade_id(cell)) == task):
-            continue
-        visible, hidden = split_hidden(cell.source)
-        code = {"visible": visible, "hidden": visible + "\n" + hidden, "both": cell.source}[part]
-        try:
-            exec(compile(code, _grade_id(cell), "exec"), namespace)
-        except Exception as error:  # noqa: BLE001 - any failure is the verdict
-            failed[_grade_id(cell)] = f"{type(error).__name__}: {error}"
-    return failed
+    return failing_cells(namespace, task_test_cells(path, task), part=part)
 
 
 def _wrong(name: str) -> str:
-    return (WRONG / name).read_text(encoding="utf-8")
+    return wrong_answer(LAB, name)
 
 
 def _test_ids(path: Path, task: int) -> set[str]:
-    return {_grade_id(c) for c in _cells(path)
-            if is_test_cell(c) and notebooks.task_of(_grade_id(c)) == task}
+    return {grade_id(c) for c in _cells(path)
+            if is_test_cell(c) and notebooks.task_of(grade_id(c)) == task}
 
 
 # --------------------------------------------------------------------------- items 1, 6, 7: code
@@ -130,7 +104,7 @@ def test_the_task7_todo_names_visualizations():
 
 def test_every_captum_class_the_text_names_is_imported():
     """Item 6: Task 9 suggested GradientShap, which the notebook did not import."""
-    namespace = _namespace(ATTRIBUTIONS)
+    namespace = setup_namespace(ATTRIBUTIONS)
     import captum.attr
 
     named = {name for name in re.findall(r"`([A-Z][A-Za-z]+)`", _markdown(ATTRIBUTIONS))
@@ -162,7 +136,7 @@ def test_every_name_a_cell_uses_is_defined_before_it(path):
         loads = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)
                  and isinstance(n.ctx, ast.Load)}
         free = loads - stores - bound
-        assert not free, f"{path.name}: {_grade_id(cell)} uses {sorted(free)}, unbound before it"
+        assert not free, f"{path.name}: {grade_id(cell)} uses {sorted(free)}, unbound before it"
         bound |= stores
 
 
@@ -269,7 +243,7 @@ def test_stdevs_means_one_thing_and_the_text_says_so():
 
 def test_task8_reads_the_noise_level_back(capsys):
     """stdevs as a fraction of the range (the paper's convention) fails both cells of Task 8."""
-    solution = _solution(ATTRIBUTIONS, 8)
+    solution = solution_source(ATTRIBUTIONS, 8)
     assert _failures(ATTRIBUTIONS, 8, [solution], part="both") == {}
     wrong = _wrong("task8_noise_tunnel--range_fraction.py")
     assert set(_failures(ATTRIBUTIONS, 8, [wrong], part="both")) == _test_ids(ATTRIBUTIONS, 8)
@@ -279,8 +253,8 @@ def test_task8_reads_the_noise_level_back(capsys):
 # --------------------------------------------------------------------------- item 15: progress
 
 def test_visualize_filter_draws_a_bar_only_when_asked(capsys):
-    namespace = _namespace(FILTERS)
-    exec(compile(_solution(FILTERS, 5), "answer", "exec"), namespace)
+    namespace = setup_namespace(FILTERS)
+    exec(compile(solution_source(FILTERS, 5), "answer", "exec"), namespace)
     from course_lib.testing import tiny_cnn
 
     model = tiny_cnn(seed=1)
@@ -299,7 +273,7 @@ def test_the_notebooks_own_calls_show_progress():
         if cell.cell_type != "code" or meta.get("grade") or meta.get("solution"):
             continue
         if "visualize_filter(" in cell.source:
-            assert "progress=True" in cell.source or "with tqdm(" in cell.source, _grade_id(cell)
+            assert "progress=True" in cell.source or "with tqdm(" in cell.source, grade_id(cell)
 
 
 # --------------------------------------------------------------------------- item 16: helpers
@@ -308,8 +282,8 @@ def test_course_lib_helpers_mark_what_they_build():
     from course_lib.preprocessing import imagenet_transform, made_by_course_lib
 
     assert made_by_course_lib(imagenet_transform()) == "imagenet_transform"
-    namespace = _namespace(INFERENCE)
-    exec(compile(_solution(INFERENCE, 2), "answer", "exec"), namespace)
+    namespace = setup_namespace(INFERENCE)
+    exec(compile(solution_source(INFERENCE, 2), "answer", "exec"), namespace)
     assert made_by_course_lib(namespace["transform"]) is None
 
 
@@ -320,8 +294,9 @@ def test_course_lib_helpers_mark_what_they_build():
 ], ids=["load_model", "imagenet_transform", "postprocess"])
 def test_a_course_lib_helper_earns_nothing(task, sample, earlier, capsys):
     """Item 16: the helper that does the task fails every test cell of it; the solution passes."""
-    before = [_solution(INFERENCE, t) for t in earlier]
-    assert _failures(INFERENCE, task, [*before, _solution(INFERENCE, task)], part="both") == {}
+    before = [solution_source(INFERENCE, t) for t in earlier]
+    solved = solution_source(INFERENCE, task)
+    assert _failures(INFERENCE, task, [*before, solved], part="both") == {}
     failed = _failures(INFERENCE, task, [*before, _wrong(sample)], part="both")
     assert set(failed) == _test_ids(INFERENCE, task), failed
     if task < 3:  # said where the student sees it
@@ -345,7 +320,7 @@ def test_the_filters_notebook_has_the_textbook_material():
 
 
 def test_the_university_labs_questions_are_graded():
-    answers = {_grade_id(c): notebooks.nbgrader_meta(c)["points"] for c in _cells(FILTERS)
+    answers = {grade_id(c): notebooks.nbgrader_meta(c)["points"] for c in _cells(FILTERS)
                if c.cell_type == "markdown" and notebooks.nbgrader_meta(c).get("grade")}
     assert answers == {f"task5_q{i}_answer": 2 for i in range(1, 6)}
     heading = re.search(r"### Task 5: questions \((\d+) points, graded by hand\)",

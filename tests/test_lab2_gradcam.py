@@ -16,7 +16,6 @@ to tests/test_notebooks.py), against the solution and against wrong answers.
 
 from __future__ import annotations
 
-import ast
 import inspect
 import re
 
@@ -24,18 +23,22 @@ import pytest
 
 from autograder import notebooks
 from autograder._paths import REPO_ROOT
-from autograder.harness import python_source, split_hidden
-from autograder.nbgrader_ext import is_setup_cell, is_test_cell
+
+from ._course import (
+    STANDIN_LINE,
+    failing_cells,
+    mutated,
+    setup_namespace,
+    solution_source,
+    task_test_cells,
+    wrong_answer,
+)
 
 LAB = "lab2_inside_convnets"
 GRADCAM = REPO_ROOT / "source" / LAB / "2_gradcam.ipynb"
 WRONG = REPO_ROOT / "autograder" / "samples" / LAB / "wrong"
 MODEL_NAMES = {"resnet", "vgg", "input", "target", "labels", "top5", "top10", "resnet_layer",
                "vgg_layer"}  # built by the setup cells from the course's models
-STANDIN_LINE = (
-    "*If the notebook printed the stand-in weights notice, the figures are not a trained "
-    "network's: answer from what you expect with the real weights (run `make fetch-weights` "
-    "or see the notebook's introduction) and say so.*")
 
 
 def _cells() -> list:
@@ -46,48 +49,21 @@ def _cell(cell_id: str):
     return next(c for c in _cells() if c.get("id") == cell_id)
 
 
-def _grade_id(cell) -> str:
-    return notebooks.nbgrader_meta(cell).get("grade_id", "")
 
 
 def _solution(task: int) -> str:
-    for cell in _cells():
-        meta = notebooks.nbgrader_meta(cell)
-        if cell.cell_type == "code" and meta.get("solution") and \
-                notebooks.task_of(meta["grade_id"]) == task:
-            return notebooks.solution_text(cell.source)
-    raise LookupError(task)
+    return solution_source(GRADCAM, task)
 
 
 def _light_tests(task: int) -> list[tuple[str, str]]:
     """``(grade_id, source)`` of the task's test cells that need none of the course's models."""
-    out = []
-    for cell in _cells():
-        if is_test_cell(cell) and notebooks.task_of(_grade_id(cell)) == task:
-            tree = ast.parse(cell.source)
-            loads = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)
-                     and isinstance(n.ctx, ast.Load)}
-            own = {n.arg for n in ast.walk(tree) if isinstance(n, ast.arg)}  # a test's own def
-            if not (loads - own) & MODEL_NAMES:
-                out.append((_grade_id(cell), cell.source))
-    return out
-
-
-def _namespace() -> dict:
-    """The setup cells' imports and functions (``keep_top_channels``), no model loaded."""
-    namespace: dict = {}
-    for cell in _cells():
-        if is_setup_cell(cell):
-            tree = ast.parse(python_source(cell.source))
-            kept = [n for n in tree.body
-                    if isinstance(n, (ast.Import, ast.ImportFrom, ast.FunctionDef))]
-            exec(compile(ast.Module(kept, type_ignores=[]), str(GRADCAM), "exec"), namespace)
-    return namespace
+    return task_test_cells(GRADCAM, task, avoiding=MODEL_NAMES)
 
 
 def _answers(*tasks_and_sources: tuple[int, str | None]) -> dict:
-    """A namespace with the solution of each task, or the given source in its place."""
-    namespace = _namespace()
+    """The setup cells' imports and functions (``keep_top_channels``), no model loaded, with
+    the solution of each task, or the given source in its place."""
+    namespace = setup_namespace(GRADCAM, functions=True)
     for task, source in tasks_and_sources:
         code = _solution(task) if source is None else source
         exec(compile(code, f"task{task}", "exec"), namespace)
@@ -97,25 +73,15 @@ def _answers(*tasks_and_sources: tuple[int, str | None]) -> dict:
 def _failures(task: int, namespace: dict, *, part: str) -> dict[str, str]:
     """Run the task's light test cells (``part``: visible, hidden or both) in ``namespace``;
     ``{grade_id: error}`` for the cells that failed."""
-    failed = {}
-    for grade_id, source in _light_tests(task):
-        visible, hidden = split_hidden(source)
-        code = {"visible": visible, "hidden": visible + "\n" + hidden, "both": source}[part]
-        try:
-            exec(compile(code, grade_id, "exec"), namespace)
-        except Exception as error:  # noqa: BLE001 - any failure is the verdict
-            failed[grade_id] = f"{type(error).__name__}: {error}"
-    return failed
+    return failing_cells(namespace, _light_tests(task), part=part)
 
 
 def _wrong(name: str) -> str:
-    return (WRONG / name).read_text(encoding="utf-8")
+    return wrong_answer(LAB, name)
 
 
 def _mutated(task: int, old: str, new: str) -> str:
-    source = _solution(task)
-    assert source.count(old) == 1, old
-    return source.replace(old, new)
+    return mutated(_solution(task), old, new)
 
 
 # --------------------------------------------------------------------------- the tests pass
@@ -261,7 +227,7 @@ def test_the_own_image_cell_falls_back_to_a_sample_and_says_why(given, said, cap
     assert re.search(r'^MY_IMAGE = ""', source, re.MULTILINE), "empty by default (runs offline)"
     loading = source.split('print("Image:", shown)')[0].replace(
         'MY_IMAGE = ""', f"MY_IMAGE = {given!r}", 1)
-    namespace = _namespace()
+    namespace = setup_namespace(GRADCAM, functions=True)
     monkeypatch.chdir(tmp_path)
     exec(compile(loading + 'print("Image:", shown)', "own", "exec"), namespace)
     printed = capsys.readouterr().out
@@ -277,7 +243,7 @@ def test_the_own_image_cell_loads_a_given_file(capsys, tmp_path):
     source = _cell("l2nb2-code-08-own").source
     loading = source.split('print("Image:", shown)')[0].replace(
         'MY_IMAGE = ""', f"MY_IMAGE = {str(path)!r}", 1)
-    namespace = _namespace()
+    namespace = setup_namespace(GRADCAM, functions=True)
     exec(compile(loading, "own", "exec"), namespace)
     assert namespace["photo"].size == (40, 30) and namespace["shown"] == str(path)
 

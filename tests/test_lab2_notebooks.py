@@ -11,7 +11,6 @@ left to tests/test_notebooks.py), against the solution and against wrong answers
 
 from __future__ import annotations
 
-import ast
 import re
 from pathlib import Path
 
@@ -19,78 +18,40 @@ import pytest
 
 from autograder import notebooks
 from autograder._paths import REPO_ROOT
-from autograder.harness import python_source, split_hidden
-from autograder.nbgrader_ext import is_setup_cell, is_test_cell
+
+from ._course import (
+    STANDIN_LINE,
+    failing_cells,
+    mutated,
+    setup_namespace,
+    solution_source,
+    task_test_cells,
+    wrong_answer,
+)
 
 LAB = "lab2_inside_convnets"
 ACTIVATIONS = REPO_ROOT / "source" / LAB / "1_activations.ipynb"
 OCCLUSION = REPO_ROOT / "source" / LAB / "3_occlusion_saliency_attention.ipynb"
-WRONG = REPO_ROOT / "autograder" / "samples" / LAB / "wrong"
 MODEL_NAMES = {"resnet", "vgg", "vit", "input", "target", "labels"}  # built by the setup cells
-STANDIN_LINE = (
-    "*If the notebook printed the stand-in weights notice, the figures are not a trained "
-    "network's: answer from what you expect with the real weights (run `make fetch-weights` "
-    "or see the notebook's introduction) and say so.*")
 
 
 def _cells(path: Path) -> list:
     return notebooks.read(path).cells
 
 
-def _grade_id(cell) -> str:
-    return notebooks.nbgrader_meta(cell).get("grade_id", "")
-
-
-def _solution(path: Path, task: int) -> str:
-    """The solution cell of ``task`` as a student who solved it has it."""
-    for cell in _cells(path):
-        meta = notebooks.nbgrader_meta(cell)
-        if cell.cell_type == "code" and meta.get("solution") and \
-                notebooks.task_of(meta["grade_id"]) == task:
-            return notebooks.solution_text(cell.source)
-    raise LookupError(task)
 
 
 def _light_tests(path: Path, task: int) -> list[tuple[str, str]]:
     """``(grade_id, source)`` of the task's test cells that need none of the course's models."""
-    out = []
-    for cell in _cells(path):
-        if is_test_cell(cell) and notebooks.task_of(_grade_id(cell)) == task:
-            tree = ast.parse(cell.source)
-            loads = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)
-                     and isinstance(n.ctx, ast.Load)}
-            own = {n.arg for n in ast.walk(tree) if isinstance(n, ast.arg)}
-            if not (loads - own) & MODEL_NAMES:
-                out.append((_grade_id(cell), cell.source))
-    return out
-
-
-def _namespace(path: Path) -> dict:
-    """The imports of the notebook's setup cells (no model loaded)."""
-    namespace: dict = {}
-    for cell in _cells(path):
-        if is_setup_cell(cell):
-            tree = ast.parse(python_source(cell.source))
-            imports = [n for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom))]
-            exec(compile(ast.Module(imports, type_ignores=[]), str(path), "exec"), namespace)
-    return namespace
+    return task_test_cells(path, task, avoiding=MODEL_NAMES)
 
 
 def _failures(path: Path, task: int, answer: str, *, part: str) -> dict[str, str]:
     """Run ``answer`` then the task's light test cells (``part``: visible, hidden or both);
     ``{grade_id: error}`` for the cells that failed."""
-    namespace = _namespace(path)
+    namespace = setup_namespace(path)
     exec(compile(answer, "answer", "exec"), namespace)
-    failed = {}
-    for grade_id, source in _light_tests(path, task):
-        visible, hidden = split_hidden(source)
-        code = {"visible": visible, "hidden": visible + "\n" + hidden,
-                "both": source}[part]
-        try:
-            exec(compile(code, grade_id, "exec"), namespace)
-        except Exception as error:  # noqa: BLE001 - any failure is the verdict
-            failed[grade_id] = f"{type(error).__name__}: {error}"
-    return failed
+    return failing_cells(namespace, _light_tests(path, task), part=part)
 
 
 # --------------------------------------------------------------------------- the tests pass
@@ -100,7 +61,7 @@ def _failures(path: Path, task: int, answer: str, *, part: str) -> dict[str, str
                          ids=["task1", "task2", "task5", "task6", "task7"])
 def test_the_solution_passes_every_light_test_cell(path, task, capsys):
     assert _light_tests(path, task), "each task has a test cell on a tiny input"
-    assert _failures(path, task, _solution(path, task), part="both") == {}
+    assert _failures(path, task, solution_source(path, task), part="both") == {}
     printed = capsys.readouterr()
     assert printed.err == "", "a test cell drew something on stderr (a progress bar?)"
 
@@ -108,13 +69,11 @@ def test_the_solution_passes_every_light_test_cell(path, task, capsys):
 # --------------------------------------------------------------------------- item 11: visible teeth
 
 def _wrong(name: str) -> str:
-    return (WRONG / name).read_text(encoding="utf-8")
+    return wrong_answer(LAB, name)
 
 
 def _mutated(path: Path, task: int, old: str, new: str) -> str:
-    source = _solution(path, task)
-    assert source.count(old) == 1, old
-    return source.replace(old, new)
+    return mutated(solution_source(path, task), old, new)
 
 
 NEAR_MISSES = {
@@ -175,9 +134,9 @@ def test_no_notebook_of_lab2_uses_course_libs_activation_recorder():
 # --------------------------------------------------------------------------- item 15: progress
 
 def test_graded_functions_draw_a_bar_only_when_asked(capsys):
-    namespace = _namespace(OCCLUSION)
+    namespace = setup_namespace(OCCLUSION)
     for task in (5, 6):
-        exec(compile(_solution(OCCLUSION, task), "answer", "exec"), namespace)
+        exec(compile(solution_source(OCCLUSION, task), "answer", "exec"), namespace)
     from course_lib.testing import tiny_cnn, tiny_input
     model, x = tiny_cnn(seed=1), tiny_input(seed=1)
     calls = {"occlusion_sensitivity": dict(patch=4, stride=4, batch_size=4),
