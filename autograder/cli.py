@@ -76,13 +76,18 @@ def _report(results, root: Path, protection: Protection) -> int:
     return 0
 
 
+def grade_options(args: argparse.Namespace, root: Path) -> GradeConfig:
+    """``course grade``'s settings: defaults, the course's config, then the command line."""
+    return GradeConfig.for_course(root, jobs=args.jobs, cell_timeout=args.cell_timeout,
+                                  notebook_timeout=args.notebook_timeout, memory_mb=args.memory,
+                                  sandbox=not args.no_sandbox, cpu_time=args.cpu_time,
+                                  max_processes=args.max_processes,
+                                  fast=False if args.full else None)
+
+
 def _cmd_grade(args: argparse.Namespace) -> int:
     root = Path(args.course).resolve()
-    options = GradeConfig.for_course(root, jobs=args.jobs, cell_timeout=args.cell_timeout,
-                                     notebook_timeout=args.notebook_timeout,
-                                     memory_mb=args.memory, sandbox=not args.no_sandbox,
-                                     cpu_time=args.cpu_time, max_processes=args.max_processes,
-                                     fast=args.fast or None)
+    options = grade_options(args, root)
     protection = require(options.sandbox)  # refuses before any work when none is available
     print(protection.describe(), file=sys.stderr, flush=True)
     if options.memory_mb and protection.active:
@@ -190,10 +195,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-sandbox", action="store_true",
                    help="grade without the sandbox (trusted submissions only): submitted code "
                         "then runs with your rights")
-    p.add_argument("--fast", action="store_true",
-                   help="skip the instructor cells no test needs (figures): the graded copy "
-                        "keeps the student's own outputs of those cells; a notebook whose code "
-                        "reads a name only they define is run in full")
+    p.add_argument("--full", action="store_true",
+                   help="run every cell of every notebook, figures included (default: skip the "
+                        "instructor cells no test needs; the graded copy keeps the student's own "
+                        "outputs of those cells, and a notebook whose code reads a name only they "
+                        "define runs in full)")
     p.set_defaults(func=_cmd_grade)
 
     p = command("export", help="write final_grades.csv: tests and marking by hand, per "

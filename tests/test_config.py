@@ -49,3 +49,12 @@ def test_limits_that_guard_only_the_grader_are_generous_and_reach_the_executor()
         cfg.startup_timeout, cfg.timeout_stretch, cfg.infrastructure_retries)
     assert runner.raise_on_iopub_timeout is False and runner.iopub_timeout > 4
     assert GradeConfig.from_json('{"timeout_stretch": 2}').timeout_stretch == 2
+
+
+def test_fast_grading_is_the_default_and_full_turns_it_off(tmp_path):
+    """``course grade`` skips the figure-only cells unless asked for ``--full``."""
+    from autograder.cli import build_parser, grade_options
+
+    assert GradeConfig().fast is True
+    for argv, fast in ((["grade", "lab1"], True), (["grade", "lab1", "--full"], False)):
+        assert grade_options(build_parser().parse_args(argv), tmp_path).fast is fast
