@@ -9,9 +9,9 @@ marking written answers still sees the student's figures.
 
 A student's code may still use a name that only such a cell defines (an extra cell that plots
 ``img``, a function reading a global ``model``). Names are read statically, with Python's own
-scoping (:mod:`symtable`): when any cell that runs reads, at module level or from inside a
-function, a global that only a skipped cell defines, nothing is skipped in that notebook and
-the run says why (:func:`plan`), so fast grading gives the grade a full run gives. What static
+scoping (:mod:`symtable`): when a cell that runs reads, at module level or from inside a
+function, a global that only skippable cells define, those cells run too, and the cells they
+read from (:func:`plan`), so fast grading gives the grade a full run gives. What static
 reading cannot see (``globals()["img"]``, ``exec``) fails as it would in any run, with Python's
 ``NameError`` naming the variable.
 """
@@ -84,38 +84,48 @@ def names_of(source: str) -> Names:
 
 @dataclass(frozen=True)
 class Plan:
-    """Which cells a fast run skips, by ``grade_id``; ``why_full`` says why none, if so."""
+    """Which cells a fast run skips, by ``grade_id``; ``needed``: the instructor cells it runs
+    although no test needs them, because code that runs reads a name only they define."""
 
     skip: frozenset[str]
-    why_full: str = ""
+    needed: tuple[str, ...] = ()
 
 
 def plan(submitted: NotebookNode, trusted: NotebookNode) -> Plan:
     """The cells of ``submitted`` a grade does not need, judged against the lab's ``trusted``
-    (source) notebook; nothing when a cell that runs reads a name only a skipped cell defines.
+    (source) notebook.
+
+    A skippable cell still runs when a cell that runs reads a name that only skippable cells
+    define; then every skippable cell defining it runs (in notebook order, as in a full run),
+    and so, in turn, do the cells those read from.
     """
     from .nbgrader_ext import is_test_cell  # it imports this module
 
     skippable = {notebooks.nbgrader_meta(c)["grade_id"]: c.source
                  for c in trusted.cells if is_skippable(c)}
-    skipped, running = Names(), Names()
+    candidates: dict[str, Names] = {}
+    running = Names()
     for cell in submitted.cells:
         if cell.cell_type != "code":
             continue
         grade_id = notebooks.nbgrader_meta(cell).get("grade_id")
         if grade_id in skippable:  # the trusted source, as nbgrader's OverwriteCells restores it
-            skipped.defines |= names_of(skippable[grade_id]).defines
+            candidates[grade_id] = names_of(skippable[grade_id])
         elif not is_test_cell(cell):  # tests run in the harness, on the grader's own objects
             names = names_of(cell.source)
             running.defines |= names.defines
             running.reads |= names.reads
-    needed = sorted(running.reads & (skipped.defines - running.defines))
-    if needed:
-        shown = ", ".join(f"`{n}`" for n in needed[:5]) + (", ..." if len(needed) > 5 else "")
-        return Plan(frozenset(), f"run in full: code that runs reads {shown}, which only cells "
-                                 "that fast grading skips define")
-    present = {notebooks.nbgrader_meta(c).get("grade_id") for c in submitted.cells}
-    return Plan(frozenset(skippable) & present)
+    reads, needed = set(running.reads), []
+    while True:
+        wanted = [g for g, names in candidates.items()
+                  if g not in needed and names.defines & (reads - running.defines)]
+        if not wanted:
+            break
+        for grade_id in wanted:
+            needed.append(grade_id)
+            reads |= candidates[grade_id].reads
+    order = list(candidates)
+    return Plan(frozenset(candidates) - set(needed), tuple(sorted(needed, key=order.index)))
 
 
 def mark_skipped(cell: NotebookNode) -> None:

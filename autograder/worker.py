@@ -11,7 +11,6 @@ kernel), and prints one JSON line with the outcome.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import resource
@@ -99,6 +98,7 @@ def autograde(root: Path, lab: str, student: str, db_url: str, staged: Path,
     config.TrustedExecute.max_reply_bytes = cfg.max_reply_bytes
     config.TrustedExecute.visible_only = cfg.visible_only
     config.TrustedExecute.fast = cfg.fast
+    config.TrustedExecute.warm = True  # one preloaded sandbox forks the kernels (zygote.py)
     config.TrustedExecute.submitted_dir = str(staged / student / lab)
     config.TrustedExecute.startup_timeout = cfg.startup_timeout
     config.TrustedExecute.timeout_stretch = cfg.timeout_stretch
@@ -132,8 +132,6 @@ def autograde(root: Path, lab: str, student: str, db_url: str, staged: Path,
     outcome["notes"] = keep_hand_marks(db_url, lab, student, marked, graded) if outcome[
         "success"] else []
     outcome["notes"] += incidents(graded)
-    if cfg.fast:
-        outcome["notes"] += ran_in_full(staged / student / lab, root / "source" / lab)
     outcome["course_failures"] = [asdict(f) for f in course_failures_in(graded,
                                                                         root / "source" / lab)]
     if (root / "autograded" / student / lab).is_dir():
@@ -269,22 +267,6 @@ def incidents(folder: Path) -> list[str]:
             notes.append(f"{path.name}: FLAGGED FOR REVIEW, active HTML removed ("
                          f"{'; '.join(str(r) for r in removed[:3])}"
                          f"{'; ...' if len(removed) > 3 else ''})")
-    return notes
-
-
-def ran_in_full(folder: Path, trusted_dir: Path) -> list[str]:
-    """For fast grading: one line per notebook of ``folder`` that ran in full, and why."""
-    from . import notebooks
-    from .fast import plan
-
-    notes = []
-    for path in sorted(folder.glob("*.ipynb")):
-        trusted = trusted_dir / path.name
-        if trusted.is_file():
-            with contextlib.suppress(Exception):  # unreadable: nbgrader reports it already
-                why = plan(notebooks.read(path), notebooks.read(trusted)).why_full
-                if why:
-                    notes.append(f"{path.name}: {why}")
     return notes
 
 

@@ -84,10 +84,10 @@ def _trusted(root: Path) -> nbformat.NotebookNode:
     return notebooks.read(root / "source" / LAB / NB)
 
 
-def test_the_fixture_solution_reads_a_name_of_an_untagged_cell_so_it_runs_in_full(tmp_path):
+def test_the_fixture_solution_reads_a_name_of_an_untagged_cell_so_that_cell_runs(tmp_path):
     root = fixture_course(tmp_path / "course")
     result = plan(_submission(root, "s"), _trusted(root))
-    assert result.skip == frozenset() and "`np`" in result.why_full
+    assert result.skip == frozenset() and result.needed == ("mini_code_02",)  # `np`
 
 
 def test_figure_cells_are_skipped_unless_the_students_code_reads_their_names(tmp_path):
@@ -99,7 +99,7 @@ def test_figure_cells_are_skipped_unless_the_students_code_reads_their_names(tmp
     reads = _submission(root, "reads", overrides={
         "task1_add": "def add(a, b):\n    return a + b + len(figure) * 0"})
     result = plan(reads, trusted)
-    assert result.skip == frozenset() and "`figure`" in result.why_full
+    assert result.skip == frozenset() and result.needed == ("mini_figure",)
 
     own = _submission(root, "own", overrides={"task1_add": "figure = 'mine'\ndef add(a, b):\n"
                                                            "    return a + b + len(figure) * 0"})
@@ -107,7 +107,32 @@ def test_figure_cells_are_skipped_unless_the_students_code_reads_their_names(tmp
 
     added = _submission(root, "added")
     added.cells.append(nbformat.v4.new_code_cell("print(figure.upper())"))  # an extra cell
-    assert "`figure`" in plan(added, trusted).why_full
+    assert plan(added, trusted).needed == ("mini_figure",)
+
+
+def test_only_the_cells_a_name_comes_from_run_and_those_they_read_from(tmp_path):
+    root = _course(tmp_path / "course")
+    path = root / "source" / LAB / NB
+    nb = notebooks.read(path)
+    figure = next(c for c in nb.cells if notebooks.nbgrader_meta(c).get("grade_id") ==
+                  "mini_figure")
+    for n, source in enumerate(('caption = figure.title()\nprint(caption)',
+                                'unrelated = "another figure"\nprint(unrelated)'), start=2):
+        cell = nbformat.v4.new_code_cell(source)
+        cell.metadata["nbgrader"] = {**figure.metadata["nbgrader"], "grade_id": f"mini_fig{n}"}
+        nb.cells.insert(nb.cells.index(figure) + n - 1, cell)
+    notebooks.write(nb, path)
+    from autograder.build import build
+
+    build(LAB, root=root)
+    trusted = _trusted(root)
+    assert plan(_submission(root, "solution"), trusted).skip == {
+        "mini_figure", "mini_fig2", "mini_fig3"}
+    reads = _submission(root, "reads", overrides={
+        "task1_add": "def add(a, b):\n    return a + b + len(caption) * 0"})
+    result = plan(reads, trusted)
+    # `caption` comes from mini_fig2, which reads `figure` from mini_figure: both run, in order
+    assert result.needed == ("mini_figure", "mini_fig2") and result.skip == {"mini_fig3"}
 
 
 # --- a batch graded both ways ----------------------------------------------------------------
@@ -151,7 +176,5 @@ def test_fast_grading_gives_the_full_runs_grades_and_keeps_the_students_figures(
 
     assert figure_output("fast", "solution") == SKIPPED_NOTE + "drawn on the student's laptop\n"
     assert figure_output("full", "solution") == "drawn: a bar chart\n"
-    assert figure_output("fast", "reads") == "drawn: a bar chart\n"  # ran in full
-    assert "run in full" in results["fast"]["reads"].problem
-    assert "`figure`" in results["fast"]["reads"].problem
-    assert "run in full" not in results["fast"]["solution"].problem
+    assert figure_output("fast", "reads") == "drawn: a bar chart\n"  # its code reads `figure`
+    assert all(r.problem == "" for res in results.values() for r in res.values())
