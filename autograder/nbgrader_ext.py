@@ -118,6 +118,8 @@ class TrustedExecute(SandboxCells, Execute):
     fast = Bool(False, help="skip the instructor cells no test needs (autograder.fast); a "
                 "notebook whose running cells read a name only those define runs in full").tag(
         config=True)
+    warm = Bool(False, help="sandboxed kernels of one submission are forked from one "
+                "sandbox that has imported the lab's modules (autograder.zygote)").tag(config=True)
     submitted_dir = Unicode("", help="folder of the submission as handed in (fast grading "
                             "shows its outputs of the cells it skips)").tag(config=True)
     # nbclient's defaults guard the grader's own machinery too tightly for a loaded machine.
@@ -140,6 +142,19 @@ class TrustedExecute(SandboxCells, Execute):
         self.raise_on_iopub_timeout = False
         self._cell_clock: tuple[str, LoadClock] | None = None
         self._skip: frozenset[str] = frozenset()
+        self._imported = False
+
+    def create_kernel_manager(self):
+        km = super().create_kernel_manager()
+        if self.warm and isinstance(km, SandboxKernelManager):
+            from .zygote import lab_modules
+
+            km.warm = True
+            km.preload = lab_modules(Path(self.trusted_dir)) if self.trusted_dir else []
+            if not self._imported:  # the harness needs them too: imported while the zygote is
+                self._imported = True
+                threading.Thread(target=_import_quietly, args=(km.preload,), daemon=True).start()
+        return km
 
     def _trusted(self, nb: NotebookNode, resources: Any) -> tuple[TrustedCells, NotebookNode]:
         name = (resources or {}).get("nbgrader", {}).get("notebook")
@@ -282,11 +297,36 @@ class TrustedExecute(SandboxCells, Execute):
 
     def _run_test(self, cell: NotebookNode, grade_id: str) -> NotebookNode:
         outcome = self.harness.run_test(grade_id, self._cells.tests[grade_id])
+        self._drain_iopub()
         cell.outputs = [] if outcome.passed else [failure_output(outcome)]
         link = self.harness.link
         if link is not None and link.broken:  # a request timed out and the interrupt failed
             self._recover(link.broken)
         return cell
+
+    def _drain_iopub(self) -> None:
+        """Discard what the kernel broadcast while the harness talked to it.
+
+        The agent's replies to the harness are comm messages, which Jupyter broadcasts on the
+        iopub channel to every client, this one included. Left unread, a test's large replies
+        fill this client's queue past ZeroMQ's high-water mark, and the next cell's own
+        messages are dropped: nbclient then waits ``iopub_timeout`` for a "done" that never
+        comes (15 s a cell, measured on Lab 2). None of them belongs to a cell.
+        """
+        if self.kc is None:
+            return
+
+        async def drain() -> int:
+            count = 0
+            while True:
+                try:
+                    await ensure_async(self.kc.iopub_channel.get_msg(timeout=0))
+                except Empty:
+                    return count
+                count += 1
+
+        with contextlib.suppress(Exception):  # a dead kernel is noticed by the next cell
+            run_sync(drain)()
 
     # --- time limits on a loaded machine -----------------------------------------------------
 
@@ -400,6 +440,15 @@ class TrustedExecute(SandboxCells, Execute):
             replay = NotebookNode(cell_type="code", source=source, metadata={}, outputs=[],
                                   execution_count=None)
             await self.async_execute_cell(replay, -1, store_history=False)
+
+
+def _import_quietly(modules: list[str]) -> None:
+    """Import trusted modules ahead of need (a name that fails is left to the cell using it)."""
+    import importlib
+
+    for name in modules:
+        with contextlib.suppress(Exception):
+            importlib.import_module(name)
 
 
 def _one_line(exc: BaseException) -> str:

@@ -57,7 +57,7 @@ from typing import Any
 
 from jupyter_client import AsyncKernelManager
 from nbclient.util import run_sync
-from traitlets import Integer, Unicode
+from traitlets import Bool, Integer, List, Unicode
 
 from ._paths import CourseError
 from .config import DEFAULT_MAX_PROCESSES
@@ -634,7 +634,7 @@ def bwrap_command(mode: str, argv: list[str], *, uid: int | None, home: str, run
                   env: dict[str, str], limits: Limits, bwrap: str = "bwrap",
                   extra_ro: list[str] | None = None,
                   identity: tuple[str, str] | None = None,
-                  python: str = sys.executable) -> list[str]:
+                  python: str = sys.executable, as_pid_1: bool = False) -> list[str]:
     """The command line running kernel ``argv`` in a sandbox (pure: builds, runs nothing).
 
     Args:
@@ -650,12 +650,15 @@ def bwrap_command(mode: str, argv: list[str], *, uid: int | None, home: str, run
         extra_ro: more folders bound read-only at their own path (Python, torch weights).
         identity: files shown as ``/etc/passwd`` and ``/etc/group`` (the student, root).
         python: the Python that fills the home (the kernel's own, read-only inside).
+        as_pid_1: ``argv`` is the namespace's init, pid 1 (a warm sandbox's zygote: a signal
+            sent from inside cannot kill it, and it reaps orphans); else bwrap's own init is
+            pid 1 and ``argv`` pid 2.
     """
     if mode not in (ROOT_MODE, USER_MODE):
         raise ValueError(f"Expected sandbox mode {ROOT_MODE!r} or {USER_MODE!r}, got {mode!r}")
     if mode == ROOT_MODE and uid is None:
         raise ValueError("root mode needs the uid the kernel drops to")
-    args = [bwrap, *_namespace_args(mode), "--clearenv"]
+    args = [bwrap, *_namespace_args(mode), *(["--as-pid-1"] if as_pid_1 else []), "--clearenv"]
     for name, value in sorted(env.items()):
         args += ["--setenv", name, value]
     made = {"/"}
@@ -852,6 +855,15 @@ class Sandbox:
                 os.chown(path, os.geteuid(), os.getegid())
                 os.chmod(path, mode)
 
+    def unseal_run_dir(self) -> None:
+        """Root mode: give the runtime folder to the uid again, for a warm sandbox's next
+        kernel to make its sockets in (sealed again as soon as it has)."""
+        if self.uid is None:
+            return
+        for path in (self.run_dir, self.run_dir / "kernel.json"):
+            if path.exists():
+                os.lchown(path, self.uid, self.uid)
+
     def _check_home_size(self, folder: str | None) -> None:
         cap = self.limits.home_mb
         used = _tree_bytes(self.home) if cap else 0
@@ -861,14 +873,15 @@ class Sandbox:
                 "sandboxed kernel's home: remove the large files from the folder, or raise the "
                 "home cap (SandboxKernelManager.home_mb).")
 
-    def command(self, argv: list[str], source_env: dict[str, str]) -> list[str]:
+    def command(self, argv: list[str], source_env: dict[str, str],
+                as_pid_1: bool = False) -> list[str]:
         """The whole command: :data:`LAUNCH_CODE` (joins the cgroup), then bwrap's."""
         torch_dir = torch_home(source_env)
         extra = python_paths() + ([torch_dir] if torch_dir else [])
         inner = bwrap_command(self.mode, argv, uid=self.uid, home=str(self.home),
                               run_dir=str(self.run_dir), env=kernel_env(source_env, torch_dir),
                               limits=self.limits, bwrap=_bwrap() or "bwrap", extra_ro=extra,
-                              identity=self._identity_files())
+                              identity=self._identity_files(), as_pid_1=as_pid_1)
         procs = str(self.cgroup.procs) if self.cgroup is not None else ""
         number = KEYCTL_SYSCALL.get(os.uname().machine, 0)
         return [sys.executable, "-I", "-S", "-c", LAUNCH_CODE, procs, str(number), *inner]
@@ -946,14 +959,18 @@ def _state(pid: int) -> str:
         return "?"
 
 
-def kill_strays(bwrap_pid: int, rounds: int = 50) -> tuple[int, int]:
-    """Kill every process of the sandbox under ``bwrap_pid`` but its init (1) and kernel (2).
+def kill_strays(bwrap_pid: int, rounds: int = 50, keep: int = 2,
+                spare: frozenset[int] = frozenset()) -> tuple[int, int]:
+    """Kill every process of the sandbox under ``bwrap_pid`` but pids 1 to ``keep`` of its
+    namespace (bwrap's init and the kernel; a warm sandbox keeps only its zygote, pid 1) and
+    the host pids in ``spare`` (a warm sandbox's running kernel).
 
-    Returns (processes killed, zombies left whose parent is the kernel: only it can reap them).
+    Returns (processes killed, zombies left: only their parent can reap them).
     """
     killed = _kill_until_gone(
         lambda: [p for p in _descendants(bwrap_pid)
-                 if (_namespace_pid(p) or 0) > 2 and _state(p) not in ("Z", "X", "?")],
+                 if (_namespace_pid(p) or 0) > keep and p not in spare
+                 and _state(p) not in ("Z", "X", "?")],
         rounds)
     zombies = [p for p in _descendants(bwrap_pid) if _state(p) == "Z"]
     return killed, len(zombies)
@@ -986,10 +1003,20 @@ class SandboxKernelManager(AsyncKernelManager):
     home_mb = Integer(DEFAULT_HOME_MB, help="size cap of the kernel's home (its copy of the "
                       "submission included) in MB; 0 = none").tag(config=True)
 
+    warm = Bool(False, help="fork kernels from one preloaded sandbox per folder (the "
+                "submission): autograder/zygote.py").tag(config=True)
+    preload = List(Unicode(), help="modules a warm sandbox imports before forking kernels").tag(
+        config=True)
+
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.transport = "ipc"
         self.sandbox: Sandbox | None = None
+        self.warm_box = None  # the shared WarmSandbox of a warm kernel; not closed with it
+
+    def _limits(self) -> Limits:
+        return Limits(self.max_processes, self.cpu_seconds, memory_mb=self.memory_mb,
+                      tmp_mb=self.tmp_mb, home_mb=self.home_mb)
 
     async def _async_pre_start_kernel(self, **kw: Any):
         mode = self.sandbox_mode or detect().mode
@@ -997,9 +1024,14 @@ class SandboxKernelManager(AsyncKernelManager):
             raise SandboxUnavailable(f"No sandbox available ({detect().detail}).")
         if self.sandbox is not None:  # a restart: a fresh sandbox
             self.sandbox.close()
-        limits = Limits(self.max_processes, self.cpu_seconds, memory_mb=self.memory_mb,
-                        tmp_mb=self.tmp_mb, home_mb=self.home_mb)
-        self.sandbox = Sandbox(mode, limits, self.scratch_parent)
+            self.sandbox = None
+        if self.warm:
+            try:
+                return await self._warm_pre_start(mode, **kw)
+            except CourseError as exc:  # e.g. the zygote did not start: a kernel of its own
+                self.log.warning("Warm kernel unavailable (%s); starting a fresh sandbox", exc)
+                self.warm_box = None
+        self.sandbox = Sandbox(mode, self._limits(), self.scratch_parent)
         self.connection_file = str(self.sandbox.run_dir / "kernel.json")
         self.ip = str(self.sandbox.run_dir / "kernel-ipc")
         try:
@@ -1014,23 +1046,69 @@ class SandboxKernelManager(AsyncKernelManager):
         kw["env"] = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
         return cmd, kw
 
+    async def _warm_pre_start(self, mode: str, **kw: Any):
+        """Pre-start of a kernel forked from the folder's warm sandbox (made on first use)."""
+        from . import zygote
+
+        folder = kw.get("cwd")
+        source_env = dict(kw.get("env") or os.environ)
+
+        def make() -> zygote.WarmSandbox:
+            box = Sandbox(mode, self._limits(), self.scratch_parent)
+            try:
+                box.prepare(folder, source_env)
+                return zygote.WarmSandbox(box, source_env, list(self.preload))
+            except BaseException:
+                box.close()
+                raise
+
+        key = (mode, repr(self._limits()), self.scratch_parent, str(folder))
+        # In this thread, as a cold kernel's bwrap is: --die-with-parent follows the thread
+        # that started it, and this one lives as long as the grading does.
+        self.warm_box = zygote.shared(key, make)
+        box = self.warm_box.sandbox
+        self.connection_file = str(box.run_dir / "kernel.json")
+        self.ip = str(box.run_dir / "kernel-ipc")
+        cmd, kw = await super()._async_pre_start_kernel(**kw)
+        kw.pop("cwd", None)
+        box.unseal_run_dir()  # the new kernel makes its sockets there; sealed once it has
+        kw["cwd"] = str(box.base)
+        kw["env"] = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
+        return self.warm_box.kernel_command(cmd), kw
+
+    def _box(self) -> Sandbox | None:
+        return self.warm_box.sandbox if self.warm_box is not None else self.sandbox
+
     def _bwrap_pid(self) -> int | None:
-        process = getattr(self.provisioner, "process", None)
+        if self.warm_box is not None:
+            process = self.warm_box.process
+        else:
+            process = getattr(self.provisioner, "process", None)
         if process is None or process.poll() is not None:
             return None
         return process.pid
 
     def kernel_pid(self) -> int | None:
-        """The kernel's pid outside the sandbox (pid 2 of its namespace), if it runs."""
+        """The kernel's pid outside the sandbox (pid 2 of its namespace; in a warm sandbox,
+        the fork its zygote reported), if it runs."""
         bwrap_pid = self._bwrap_pid()
         if bwrap_pid is None:
             return None
-        return next((p for p in _descendants(bwrap_pid) if _namespace_pid(p) == 2), None)
+        inside = self.warm_box.kernel_namespace_pid() if self.warm_box is not None else 2
+        if inside is None:
+            return None
+        return next((p for p in _descendants(bwrap_pid) if _namespace_pid(p) == inside
+                     and _state(p) not in ("Z", "X", "?")), None)
 
     def kill_strays(self) -> tuple[int, int]:
         """Kill the sandbox's processes other than the kernel; see :func:`kill_strays`."""
         bwrap_pid = self._bwrap_pid()
-        return (0, 0) if bwrap_pid is None else kill_strays(bwrap_pid)
+        if bwrap_pid is None:
+            return (0, 0)
+        if self.warm_box is None:
+            return kill_strays(bwrap_pid)
+        kernel = self.kernel_pid()
+        return kill_strays(bwrap_pid, keep=1, spare=frozenset({kernel} if kernel else ()))
 
     async def _async_signal_kernel(self, signum: int) -> None:
         """Interrupts go to the kernel itself: bwrap does not pass them on, and dies of them."""
@@ -1061,7 +1139,7 @@ class SandboxKernelManager(AsyncKernelManager):
         from then on it can write to none. ipykernel makes its sockets before it runs any code
         but its startup files, and no cell runs before ``start_kernel`` returns.
         """
-        box = self.sandbox
+        box = self._box()
         if box is None or box.uid is None:
             return
         ports = (self.shell_port, self.iopub_port, self.stdin_port, self.control_port,
@@ -1070,7 +1148,9 @@ class SandboxKernelManager(AsyncKernelManager):
         deadline = time.monotonic() + timeout
         while not all(s.exists() for s in sockets):
             bwrap_pid = self._bwrap_pid()
-            if bwrap_pid is None:
+            proxy = getattr(self.provisioner, "process", None)
+            if bwrap_pid is None or (self.warm_box is not None and proxy is not None
+                                     and proxy.poll() is not None):
                 return  # it died: waiting for it to be ready fails, nothing to seal
             if time.monotonic() > deadline:  # never left running unsealed
                 os.kill(bwrap_pid, signal.SIGKILL)
@@ -1091,6 +1171,11 @@ class SandboxKernelManager(AsyncKernelManager):
         self._close_sandbox()
 
     def _close_sandbox(self) -> None:
+        if self.warm_box is not None:  # shared: only what the kernel left goes
+            bwrap_pid = self._bwrap_pid()
+            if bwrap_pid is not None:
+                kill_strays(bwrap_pid, keep=1)
+            self.warm_box = None
         if self.sandbox is not None:
             self.sandbox.close()
             self.sandbox = None
