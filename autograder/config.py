@@ -54,6 +54,8 @@ class GradeConfig:
         fast: skip the instructor cells that no test needs (figures; ``autograder/fast.py``);
             a notebook whose running cells read a name only those cells define runs in full.
             The default; ``course grade --full`` runs every cell.
+        warm: fork each submission's sandboxed kernels from one sandbox that has imported the
+            lab's modules (``autograder/zygote.py``); False starts a fresh one per notebook.
         startup_timeout: seconds a kernel may take to start and answer (the grader's own
             startup code runs then, never the student's).
         timeout_stretch: on a loaded machine, how many times ``cell_timeout`` a cell may take
@@ -75,6 +77,7 @@ class GradeConfig:
     max_reply_bytes: int = DEFAULT_MAX_REPLY_BYTES
     visible_only: bool = False
     fast: bool = True
+    warm: bool = True
     startup_timeout: int = DEFAULT_STARTUP_TIMEOUT
     timeout_stretch: float = DEFAULT_TIMEOUT_STRETCH
     infrastructure_retries: int = DEFAULT_INFRASTRUCTURE_RETRIES

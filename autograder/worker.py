@@ -98,7 +98,7 @@ def autograde(root: Path, lab: str, student: str, db_url: str, staged: Path,
     config.TrustedExecute.max_reply_bytes = cfg.max_reply_bytes
     config.TrustedExecute.visible_only = cfg.visible_only
     config.TrustedExecute.fast = cfg.fast
-    config.TrustedExecute.warm = True  # one preloaded sandbox forks the kernels (zygote.py)
+    config.TrustedExecute.warm = cfg.warm  # one preloaded sandbox forks the kernels (zygote.py)
     config.TrustedExecute.submitted_dir = str(staged / student / lab)
     config.TrustedExecute.startup_timeout = cfg.startup_timeout
     config.TrustedExecute.timeout_stretch = cfg.timeout_stretch
