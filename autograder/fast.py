@@ -18,6 +18,7 @@ reading cannot see (``globals()["img"]``, ``exec``) fails as it would in any run
 
 from __future__ import annotations
 
+import re
 import symtable
 from dataclasses import dataclass, field
 
@@ -126,6 +127,39 @@ def plan(submitted: NotebookNode, trusted: NotebookNode) -> Plan:
             reads |= candidates[grade_id].reads
     order = list(candidates)
     return Plan(frozenset(candidates) - set(needed), tuple(sorted(needed, key=order.index)))
+
+
+SKIPPED_NAME_NOTE = ("`{name}` is defined only by an instructor cell that fast grading does "
+                     "not run ({cell}: it draws or prepares a figure); it is read where Python "
+                     "cannot see it in advance (eval, exec). Grade with `course grade --full`")
+_UNDEFINED = re.compile(r"name '(\w+)' is not defined")
+
+
+def explain_missing_names(nb: NotebookNode, trusted: NotebookNode,
+                          skipped: frozenset[str]) -> list[str]:
+    """Say so under every error of ``nb`` that is a ``NameError`` for a name only a skipped
+    cell defines (a student's code that reads it in a way :func:`plan` cannot see); returns
+    the names, in order of appearance."""
+    defined_by: dict[str, str] = {}
+    for cell in trusted.cells:
+        grade_id = notebooks.nbgrader_meta(cell).get("grade_id")
+        if grade_id in skipped:
+            for name in names_of(cell.source).defines:
+                defined_by.setdefault(name, grade_id)
+    found: list[str] = []
+    for cell in nb.cells:
+        for out in cell.get("outputs", []) if cell.cell_type == "code" else []:
+            if out.get("output_type") != "error":
+                continue
+            text = f"{out.get('evalue', '')}\n" + "\n".join(out.get("traceback", []))
+            names = [n for n in _UNDEFINED.findall(text) if n in defined_by]
+            for name in dict.fromkeys(names):
+                note = SKIPPED_NAME_NOTE.format(name=name, cell=defined_by[name])
+                out["evalue"] = f"{out.get('evalue', '')} ({note})"
+                out["traceback"] = [*out.get("traceback", []), note]
+                if name not in found:
+                    found.append(name)
+    return found
 
 
 def mark_skipped(cell: NotebookNode) -> None:

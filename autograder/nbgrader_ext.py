@@ -41,7 +41,7 @@ from .config import (
     DEFAULT_STARTUP_TIMEOUT,
     DEFAULT_TIMEOUT_STRETCH,
 )
-from .fast import mark_skipped
+from .fast import explain_missing_names, mark_skipped
 from .fast import plan as plan_fast
 from .harness import (
     DEFAULT_MAX_REPLY_BYTES,
@@ -175,6 +175,14 @@ class TrustedExecute(SandboxCells, Execute):
         """
         self._cells, trusted = self._trusted(nb, resources)
         self._skip = plan_fast(nb, trusted).skip if self.fast else frozenset()
+        if self._skip:
+            try:
+                return self._preprocess(nb, resources, km)
+            finally:  # a name read where the plan could not see it: the error says why
+                explain_missing_names(nb, trusted, self._skip)
+        return self._preprocess(nb, resources, km)
+
+    def _preprocess(self, nb: NotebookNode, resources: Any, km: Any):
         self._submitted_outputs = self._outputs_as_submitted(resources) if self._skip else {}
         pristine = copy.deepcopy(nb)
         name = (resources or {}).get("nbgrader", {}).get("notebook") or "the notebook"

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import resource
 import shutil
 import sys
@@ -235,6 +236,8 @@ def _cause(result: dict) -> str:
     return ""
 
 
+# The note autograder.fast.explain_missing_names adds to such an error, to find the name.
+SKIPPED_NAME = re.compile(r"(`\w+`) is defined only by an instructor cell that fast grading")
 INCIDENTS = {
     "KernelDied": "the kernel died",
     "CellTimeoutError": "a cell, or a test's call into the notebook, timed out",
@@ -258,6 +261,12 @@ def incidents(folder: Path) -> list[str]:
         seen = {out.get("ename") for cell in nb.cells if cell.cell_type == "code"
                 for out in cell.get("outputs", []) if out.get("output_type") == "error"}
         notes += [f"{path.name}: {text}" for ename, text in INCIDENTS.items() if ename in seen]
+        unseen = {name for cell in nb.cells if cell.cell_type == "code"
+                  for out in cell.get("outputs", []) if out.get("output_type") == "error"
+                  for name in SKIPPED_NAME.findall(str(out.get("evalue", "")))}
+        if unseen:
+            notes.append(f"{path.name}: the code read {', '.join(sorted(unseen))}, defined only "
+                         "by cells fast grading does not run: grade this student with --full")
         # Set by the grader only on test cells: the notebook could not be run at all.
         not_graded = [out.get("evalue") for cell in nb.cells if is_test_cell(cell)
                       for out in cell.get("outputs", []) if out.get("ename") == NOT_GRADED]

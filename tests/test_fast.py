@@ -152,6 +152,8 @@ def test_fast_grading_gives_the_full_runs_grades_and_keeps_the_students_figures(
             "task2_mean": "def mean(values):\n    return float(values[0])"})
         make_submission(LAB, sub / "reads" / LAB, root=root, overrides={
             "task1_add": "def add(a, b):\n    return a + b + len(figure) * 0"})
+        make_submission(LAB, sub / "hidden" / LAB, root=root, overrides={
+            "task1_add": "def add(a, b):\n    return a + b + len(eval('figure')) * 0"})
         folder = sub / "solution" / LAB
         nb = notebooks.read(folder / NB)
         figure = next(c for c in nb.cells
@@ -164,6 +166,16 @@ def test_fast_grading_gives_the_full_runs_grades_and_keeps_the_students_figures(
         fast=mode == "fast"))} for mode, root in roots.items()}
     scores = {mode: {s: (r.tasks, r.auto_score) for s, r in res.items()}
               for mode, res in results.items()}
+    # Read where no static reading sees it, `figure` is missing: the test fails and says why,
+    # in the graded copy and in the problem column, which says to grade with --full.
+    hidden = scores["fast"].pop("hidden")
+    assert hidden[0][1] == (0.0, 2.0) and scores["full"].pop("hidden")[0][1] == (2.0, 2.0)
+    assert "`figure`" in results["fast"]["hidden"].problem
+    assert "--full" in results["fast"]["hidden"].problem
+    graded = notebooks.read(roots["fast"] / "autograded" / "hidden" / LAB / NB)
+    errors = [o for c in graded.cells for o in c.get("outputs", [])
+              if o.get("output_type") == "error"]
+    assert any("fast grading does not run (mini_figure" in o.evalue for o in errors), errors
     assert scores["fast"] == scores["full"]
     assert scores["fast"]["solution"][1] == 5 and scores["fast"]["blank"][1] == 0
     assert scores["fast"]["wrong"][1] == 2 and scores["fast"]["reads"][1] == 5
@@ -177,4 +189,5 @@ def test_fast_grading_gives_the_full_runs_grades_and_keeps_the_students_figures(
     assert figure_output("fast", "solution") == SKIPPED_NOTE + "drawn on the student's laptop\n"
     assert figure_output("full", "solution") == "drawn: a bar chart\n"
     assert figure_output("fast", "reads") == "drawn: a bar chart\n"  # its code reads `figure`
-    assert all(r.problem == "" for res in results.values() for r in res.values())
+    assert all(r.problem == "" for res in results.values() for s, r in res.items()
+               if (s, res) != ("hidden", results["fast"]))
