@@ -5,6 +5,8 @@ solution, the untouched release, and copies with known-wrong answers
 (``autograder/samples/<lab>/wrong``), several per submission: each must lose exactly the points
 of its broken tasks. (``tests/test_audit.py`` runs every wrong answer alone, and random and
 constant shortcuts, against the tests in-process; this file checks that the real grader agrees.)
+The demo's students join them, and the whole class is graded twice, as ``course grade`` does by
+default (fast: the figure cells are not run) and with ``--full``: every score must agree.
 """
 
 from __future__ import annotations
@@ -16,7 +18,14 @@ import pytest
 
 from autograder import notebooks, sandbox
 from autograder.grade import GradeOptions, format_table, grade, write_csv
-from autograder.samples import ALL, grade_id_of, make_submission, wrong_answers, wrong_overrides
+from autograder.samples import (
+    ALL,
+    demo_students,
+    grade_id_of,
+    make_submission,
+    wrong_answers,
+    wrong_overrides,
+)
 
 from ._course import LAB1, LAB2, LABS, copy_course, graded_cells
 
@@ -68,23 +77,42 @@ def _digest(folder: Path) -> dict[str, str]:
             for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
-@pytest.fixture(scope="module", params=LABS)
-def graded(request, tmp_path_factory):
-    lab = request.param
-    root = copy_course(tmp_path_factory.mktemp("course"))
-    plans = {
+def _class(lab: str) -> dict[str, dict]:
+    """Student -> make_submission's arguments: solution, blank, wrong answers, the demo's."""
+    return {
         "solution": {"solve": ALL},
         "blank": {"solve": []},
         **{name: {"solve": ALL, "overrides": wrong_overrides(lab, ids)}
            for name, ids in WRONG_GROUPS[lab].items()},
+        **{f"demo_{name}": how for name, how in demo_students(lab).items()
+           if name in ("carol", "erin")},  # alice, bob and dave are solution, blank, wrong
     }
-    for student, plan in plans.items():
+
+
+def _grade_class(lab: str, root: Path, full: bool = False):
+    for student, plan in _class(lab).items():
         make_submission(lab, root / "submitted" / student / lab, **plan)
     before = _digest(root / "submitted")
     # Sandboxed wherever the machine can (always in CI: tests/test_sandbox.py fails without it).
-    options = GradeOptions(jobs=2, sandbox=sandbox.detect().active)
-    results = {r.student: r for r in grade(lab, root=root, options=options)}
+    options = GradeOptions(jobs=2, sandbox=sandbox.detect().active, fast=not full)
+    return {r.student: r for r in grade(lab, root=root, options=options)}, before
+
+
+@pytest.fixture(scope="module", params=LABS)
+def graded(request, tmp_path_factory):
+    lab = request.param
+    root = copy_course(tmp_path_factory.mktemp("course"))
+    results, before = _grade_class(lab, root)
     return lab, root, results, before
+
+
+def test_full_runs_give_the_fast_grades(graded, tmp_path):
+    """``course grade --full`` (every cell run) and the default agree on every student."""
+    lab, _, fast, _ = graded
+    full, _ = _grade_class(lab, copy_course(tmp_path), full=True)
+    assert {s: r.tasks for s, r in full.items()} == {s: r.tasks for s, r in fast.items()}
+    assert {s: r.manual for s, r in full.items()} == {s: r.manual for s, r in fast.items()}
+    assert fast["demo_erin"].auto_score < fast["solution"].auto_score  # the crash cost points
 
 
 @pytest.mark.parametrize("lab", LABS)
