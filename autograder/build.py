@@ -27,6 +27,7 @@ from ._paths import (
     resolve_labs,
     tool_env,
 )
+from .config import course_id
 
 
 @dataclass
@@ -62,6 +63,7 @@ def generate_release(lab: str, root: Path, out_dir: Path, db_url: str | None = N
             f"--CourseDirectory.root={root}",
             f"--CourseDirectory.release_directory={out_dir}",
             f"--CourseDirectory.db_url={db}",
+            f"--CourseDirectory.course_id={course_id(root)}",
             "--log-level=WARN",
         ]
         proc = subprocess.run(cmd, cwd=root, env=tool_env(), capture_output=True, text=True)

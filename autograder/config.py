@@ -123,19 +123,41 @@ class GradeConfig:
         return cls(**layered)
 
 
-def course_settings(root: Path) -> dict[str, Any]:
-    """The grading settings a course's ``nbgrader_config.py`` sets (the cell timeout)."""
+DEFAULT_COURSE_ID = "default_course"  # nbgrader's Gradebook() default
+
+
+def course_id(root: Path) -> str:
+    """The course's nbgrader ``course_id``: ``nbgrader_config.py``'s, else nbgrader's default.
+
+    Never empty: nbgrader's commands leave it empty without a config file, and then record a
+    lab under a course that does not exist, which PostgreSQL refuses (a foreign key; SQLite
+    does not check them).
+    """
+    config = _nbgrader_config(root)
+    value = config.get("CourseDirectory", {}).get("course_id") if config is not None else None
+    return value if isinstance(value, str) and value else DEFAULT_COURSE_ID
+
+
+def _nbgrader_config(root: Path):
+    """The course's ``nbgrader_config.py`` as a traitlets Config, or None without one."""
     path = Path(root) / "nbgrader_config.py"
     if not path.is_file():
-        return {}
+        return None
     from traitlets.config.loader import PyFileConfigLoader
 
     try:
-        config = PyFileConfigLoader(path.name, path=str(path.parent)).load_config()
+        return PyFileConfigLoader(path.name, path=str(path.parent)).load_config()
     except Exception as exc:  # noqa: BLE001 - the instructor's file: say which and why
         from ._paths import CourseError
 
         raise CourseError(f"{path} cannot be read ({exc}); fix it and run again.") from exc
+
+
+def course_settings(root: Path) -> dict[str, Any]:
+    """The grading settings a course's ``nbgrader_config.py`` sets (the cell timeout)."""
+    config = _nbgrader_config(root)
+    if config is None:
+        return {}
     settings: dict[str, Any] = {}
     timeout = config.get("Execute", {}).get("timeout")
     if isinstance(timeout, int) and timeout > 0:

@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 
-from .config import GradeConfig
+from .config import GradeConfig, course_id
 from .grade import IGNORED_STDERR
 from .instructor_cells import CourseFailure, course_failures
 from .sandbox import NO_SANDBOX, course_lib_dir
@@ -83,6 +83,7 @@ def autograde(root: Path, lab: str, student: str, db_url: str, staged: Path,
     config = Config()
     config.CourseDirectory.root = str(root)
     config.CourseDirectory.db_url = db_url
+    config.CourseDirectory.course_id = course_id(root)
     config.CourseDirectory.submitted_directory = str(staged)
     config.Autograde.autograde_preprocessors = [
         executor or TrustedExecute, IgnorePattern, ClearMetadataPreprocessor, LimitOutput,

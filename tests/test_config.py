@@ -58,3 +58,14 @@ def test_fast_grading_is_the_default_and_full_turns_it_off(tmp_path):
     assert GradeConfig().fast is True
     for argv, fast in ((["grade", "lab1"], True), (["grade", "lab1", "--full"], False)):
         assert grade_options(build_parser().parse_args(argv), tmp_path).fast is fast
+
+
+def test_course_id_is_the_configs_or_nbgraders_default_never_empty(tmp_path):
+    """An empty course_id records labs under a course that does not exist (PostgreSQL's
+    foreign key refuses it: tests/test_postgres.py)."""
+    from autograder.config import DEFAULT_COURSE_ID, course_id
+
+    assert course_id(tmp_path) == DEFAULT_COURSE_ID
+    (tmp_path / "nbgrader_config.py").write_text('c = get_config()\n'
+                                                 'c.CourseDirectory.course_id = "ml-101"\n')
+    assert course_id(tmp_path) == "ml-101"
