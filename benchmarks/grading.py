@@ -1,8 +1,9 @@
 """What batch grading costs: overhead over plain execution, and the gain of ``--jobs 2``.
 
-1. **Overhead** (every cell run, ``--full``). The same solution notebooks of a lab, once executed directly with nbclient (a
-   fresh kernel per notebook, as a student's "Restart and run all") and once graded by
-   ``course grade`` (staging, worker process, nbgrader's autograde, gradebook writes, feedback).
+1. **Overhead** (every cell run, ``--full``). The same solution notebooks of a lab, once
+   executed directly with nbclient (a fresh kernel per notebook, as a student's "Restart and
+   run all") and once graded by ``course grade`` (staging, worker process, nbgrader's
+   autograde, gradebook writes, feedback).
    Printed: both times and the overhead in percent (target: under 30 %), plus the grading time of
    one full submission.
 2. **Throughput.** N solution submissions graded with ``--jobs 1`` and with ``--jobs 2``
