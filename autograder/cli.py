@@ -92,7 +92,8 @@ def _cmd_grade(args: argparse.Namespace) -> int:
     print(protection.describe(), file=sys.stderr, flush=True)
     if options.memory_mb and protection.active:
         print(memory_cap_description(), file=sys.stderr, flush=True)
-    results = grade(args.lab, root=root, db_url=args.db, options=options)
+    results = grade(args.lab, root=root, db_url=args.db, options=options,
+                    scheduler=args.scheduler, missing=args.missing)
     return _report(results, root, protection)
 
 
@@ -195,11 +196,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-sandbox", action="store_true",
                    help="grade without the sandbox (trusted submissions only): submitted code "
                         "then runs with your rights")
+    p.add_argument("--scheduler", metavar="ADDRESS", default=None,
+                   help="grade on a Dask cluster, e.g. tcp://10.0.0.5:8786: its workers run the "
+                        "submissions, this machine records them (README, \"Grading on a "
+                        "cluster\")")
+    p.add_argument("--missing", action="store_true",
+                   help="grade only the students without a graded submission of the lab "
+                        "(after an interrupted batch)")
     p.add_argument("--full", action="store_true",
                    help="run every cell of every notebook, figures included (default: skip the "
                         "instructor cells no test needs; the graded copy keeps the student's own "
-                        "outputs of those cells, and a notebook whose code reads a name only they "
-                        "define runs in full)")
+                        "outputs of those cells, and those whose names the student's code reads "
+                        "run after all)")
     p.set_defaults(func=_cmd_grade)
 
     p = command("export", help="write final_grades.csv: tests and marking by hand, per "

@@ -123,6 +123,71 @@ def _worker_env(jobs: int) -> dict[str, str]:
     return env
 
 
+def stage(lab: str, student: str, root: Path, release: Path, tmp: Path) -> tuple[Path, list[str]]:
+    """Stage one student's submission into ``tmp/submitted``, scanned; return it and notes."""
+    staged = tmp / "submitted"
+    report = stage_submission(root / SUBMITTED_DIR / student / lab, release, staged / student / lab)
+    notes = list(report.notes)
+    for path in sorted((staged / student / lab).glob("*.ipynb")):
+        try:
+            notes.extend(suspicious.scan_notebook(notebooks.read(path), path.name))
+        except Exception:  # noqa: BLE001 - the scan only flags; grading goes on
+            notes.append(f"{path.name}: not scanned for tampering (unreadable code)")
+    return staged, notes
+
+
+def worker_command(lab: str, student: str, root: Path, db_url: str, staged: Path,
+                   cfg: GradeConfig, scratch: Path, replay: Path | None = None) -> list[str]:
+    """``python -m autograder.worker ...`` for one student (``replay``: record that folder's
+    graded notebooks instead of running anything; :mod:`autograder.cluster`)."""
+    return [sys.executable, "-m", "autograder.worker", f"--root={root}", f"--lab={lab}",
+            f"--student={student}", f"--db={db_url}", f"--staged={staged}",
+            f"--config={cfg.to_json()}", f"--scratch={scratch}",
+            *([f"--replay={replay}"] if replay is not None else [])]
+
+
+def run_worker(cmd: list[str], cwd: Path, cfg: GradeConfig) -> tuple[dict | None, list[str]]:
+    """Run a worker in its own session (a timeout kills it with its kernel); its outcome, or
+    None with notes saying why. A worker that died without a word is started again."""
+    notes: list[str] = []
+    outcome, err, code = None, "", 0
+    for _attempt in range(1 + WORKER_RETRIES):
+        proc = subprocess.Popen(cmd, cwd=cwd, env=_worker_env(cfg.jobs), text=True,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                start_new_session=True)
+        _RUNNING.add(proc)
+        try:
+            out, err = proc.communicate(timeout=cfg.notebook_timeout)
+        except subprocess.TimeoutExpired:
+            _kill(proc)
+            notes.append(f"grading took longer than {cfg.notebook_timeout:.0f} s and was "
+                         "stopped")
+            return None, notes
+        finally:
+            _RUNNING.discard(proc)
+        code = proc.returncode
+        outcome = _last_json(out)
+        # A worker that died without a word (killed by the machine, e.g. for memory) is the
+        # grader's failure, never the student's (their code runs only in the kernel): the
+        # submission is graded again from the start, unless grading is being stopped.
+        if outcome is not None or _STOPPING.is_set():
+            break
+    if outcome is None:
+        tail = (err.strip().splitlines() or [f"exit status {code}"])[-1]
+        notes.append(f"grader crashed: {tail}" + (f" (graded {1 + WORKER_RETRIES} times)"
+                                                  if not _STOPPING.is_set() else ""))
+    return outcome, notes
+
+
+def outcome_notes(outcome: dict) -> tuple[list[str], list[CourseFailure]]:
+    """The notes and failed instructor cells a worker's outcome reports."""
+    failures = [CourseFailure(**f) for f in outcome.get("course_failures", [])]
+    notes = [f.describe() for f in failures] + list(outcome.get("notes", []))
+    if not outcome["success"]:
+        notes.append(_first_line(outcome["error"]) or "nbgrader reported an error")
+    return notes, failures
+
+
 def autograde_one(lab: str, student: str, root: Path, db_url: str, release: Path,
                   cfg: GradeConfig) -> tuple[str, list[CourseFailure]]:
     """Stage, then autograde one student in a worker process.
@@ -132,53 +197,17 @@ def autograde_one(lab: str, student: str, root: Path, db_url: str, release: Path
     The worker runs in its own session so that a timeout kills it with its kernel; the
     sandbox's scratch copy lives in this function's temporary folder, removed even then.
     """
-    notes: list[str] = []
     # A killed worker's kernel may still be exiting while this folder is removed.
     with tempfile.TemporaryDirectory(prefix=f"course-{student}-",
                                      ignore_cleanup_errors=True) as tmp:
-        staged = Path(tmp) / "submitted"
-        report = stage_submission(root / SUBMITTED_DIR / student / lab, release,
-                                  staged / student / lab)
-        notes.extend(report.notes)
-        for path in sorted((staged / student / lab).glob("*.ipynb")):
-            try:
-                notes.extend(suspicious.scan_notebook(notebooks.read(path), path.name))
-            except Exception:  # noqa: BLE001 - the scan only flags; grading goes on
-                notes.append(f"{path.name}: not scanned for tampering (unreadable code)")
-        cmd = [sys.executable, "-m", "autograder.worker", f"--root={root}", f"--lab={lab}",
-               f"--student={student}", f"--db={db_url}", f"--staged={staged}",
-               f"--config={cfg.to_json()}", f"--scratch={tmp}"]
-        for _attempt in range(1 + WORKER_RETRIES):
-            proc = subprocess.Popen(cmd, cwd=root, env=_worker_env(cfg.jobs), text=True,
-                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                    start_new_session=True)
-            _RUNNING.add(proc)
-            try:
-                out, err = proc.communicate(timeout=cfg.notebook_timeout)
-            except subprocess.TimeoutExpired:
-                _kill(proc)
-                notes.append(f"grading took longer than {cfg.notebook_timeout:.0f} s and was "
-                             "stopped")
-                return "; ".join(notes), []
-            finally:
-                _RUNNING.discard(proc)
-            outcome = _last_json(out)
-            # A worker that died without a word (killed by the machine, e.g. for memory) is the
-            # grader's failure, never the student's (their code runs only in the kernel): the
-            # submission is graded again from the start, unless grading is being stopped.
-            if outcome is not None or _STOPPING.is_set():
-                break
+        staged, notes = stage(lab, student, root, release, Path(tmp))
+        outcome, more = run_worker(worker_command(lab, student, root, db_url, staged, cfg,
+                                                  Path(tmp)), root, cfg)
+        notes += more
     failures: list[CourseFailure] = []
-    if outcome is None:
-        tail = (err.strip().splitlines() or [f"exit status {proc.returncode}"])[-1]
-        notes.append(f"grader crashed: {tail}" + (f" (graded {1 + WORKER_RETRIES} times)"
-                                                  if not _STOPPING.is_set() else ""))
-    else:
-        failures = [CourseFailure(**f) for f in outcome.get("course_failures", [])]
-        notes.extend(f.describe() for f in failures)
-        notes.extend(outcome.get("notes", []))
-        if not outcome["success"]:
-            notes.append(_first_line(outcome["error"]) or "nbgrader reported an error")
+    if outcome is not None:
+        more, failures = outcome_notes(outcome)
+        notes += more
     return "; ".join(notes), failures
 
 
@@ -307,9 +336,43 @@ def course_failure_summary(results: list[StudentResult]) -> list[str]:
     return lines
 
 
+def _results(lab: str, who: list[str], db_url: str, problems: dict[str, str],
+             failed: dict[str, list[CourseFailure]]) -> list[StudentResult]:
+    """Each student's scores from the gradebook, with what went wrong while grading."""
+    results = []
+    for student in who:
+        try:
+            result = collect_scores(lab, student, db_url)
+        except Exception as exc:  # noqa: BLE001 - a gradebook row one student broke
+            result = StudentResult(student=student, lab=lab, problem=(
+                f"scores unreadable: {type(exc).__name__}: {str(exc)[:200]}"))
+        result.problem = "; ".join(p for p in (problems.get(student, ""), result.problem) if p)
+        result.course_failures = failed.get(student, [])
+        results.append(result)
+    return results
+
+
+def _gradebook_exists(db_url: str) -> bool:
+    """False for a SQLite gradebook file not made yet (opening it would make it)."""
+    if not db_url.startswith("sqlite:///"):
+        return True
+    return Path(db_url[len("sqlite:///"):].split("?", 1)[0]).exists()
+
+
+def graded_students(lab: str, db_url: str) -> set[str]:
+    """Students with a graded submission of ``lab`` in the gradebook (``--missing`` skips
+    them)."""
+    with Gradebook(db_url) as gb:
+        try:
+            return {s.student.id for s in gb.find_assignment(lab).submissions}
+        except MissingEntry:
+            return set()
+
+
 def grade(lab: str | None = None, root: Path = REPO_ROOT, db_url: str | None = None,
           students: list[str] | None = None,
-          options: GradeConfig | None = None) -> list[StudentResult]:
+          options: GradeConfig | None = None, scheduler: str | None = None,
+          missing: bool = False) -> list[StudentResult]:
     """Autograde the submissions under ``<root>/submitted`` and return per-task results.
 
     Args:
@@ -318,6 +381,10 @@ def grade(lab: str | None = None, root: Path = REPO_ROOT, db_url: str | None = N
         db_url: SQLAlchemy URL of the gradebook; ``<root>/gradebook.db`` by default.
         students: restrict to these students (default: everyone who submitted).
         options: jobs, timeouts, caps, sandbox (see :class:`~autograder.config.GradeConfig`).
+        scheduler: a Dask scheduler's address: the submissions are graded on its workers and
+            recorded here (:mod:`autograder.cluster`); None grades them on this machine.
+        missing: grade only the students without a graded submission of the lab (after an
+            interrupted batch).
 
     Raises:
         SandboxUnavailable: ``options.sandbox`` is set and this machine offers no sandbox.
@@ -330,6 +397,9 @@ def grade(lab: str | None = None, root: Path = REPO_ROOT, db_url: str | None = N
     results: list[StudentResult] = []
     for name in resolve_labs(lab, root):
         who = students if students is not None else find_students(name, root)
+        if missing:
+            done = graded_students(name, db_url) if _gradebook_exists(db_url) else set()
+            who = [s for s in who if s not in done]
         refused = [s for s in who if not safe_name(s)]
         who = [s for s in who if safe_name(s)]
         results.extend(StudentResult(student=printable(s), lab=name, problem=(
@@ -341,6 +411,13 @@ def grade(lab: str | None = None, root: Path = REPO_ROOT, db_url: str | None = N
             # The gradebook must hold the source cells (points, checksums) before autograding,
             # and the blank release is what a missing or corrupt notebook is graded as.
             release = generate_release(name, root, Path(tmp), db_url=db_url)
+            if scheduler:
+                from .cluster import grade_on_cluster
+
+                problems, failed = grade_on_cluster(name, who, root, db_url, release, options,
+                                                    scheduler)
+                results.extend(_results(name, who, db_url, problems, failed))
+                continue
             pool = ThreadPoolExecutor(max_workers=max(1, options.jobs))
             futures = {pool.submit(autograde_one, name, s, root, db_url, release,
                                    options): s for s in who}
@@ -364,15 +441,7 @@ def grade(lab: str | None = None, root: Path = REPO_ROOT, db_url: str | None = N
                 left = sorted(set(who) - set(problems))
                 raise GradingInterrupted(sorted(problems), left) from None
             pool.shutdown()
-        for student in who:
-            try:
-                result = collect_scores(name, student, db_url)
-            except Exception as exc:  # noqa: BLE001 - a gradebook row one student broke
-                result = StudentResult(student=student, lab=name, problem=(
-                    f"scores unreadable: {type(exc).__name__}: {str(exc)[:200]}"))
-            result.problem = "; ".join(p for p in (problems[student], result.problem) if p)
-            result.course_failures = failed.get(student, [])
-            results.append(result)
+        results.extend(_results(name, who, db_url, problems, failed))
     if not results:
         raise CourseError(f"No submissions found under {root / SUBMITTED_DIR}/<student>/<lab>/.")
     return results

@@ -447,7 +447,15 @@ class TrustedExecute(SandboxCells, Execute):
         for source in self._replay:
             replay = NotebookNode(cell_type="code", source=source, metadata={}, outputs=[],
                                   execution_count=None)
-            await self.async_execute_cell(replay, -1, store_history=False)
+            # nbclient stores the executed cell at its index in the notebook: a scratch slot at
+            # the end, removed after (index -1 overwrote the notebook's last cell, often a
+            # written answer, in the graded copy of every submission whose kernel died)
+            self.nb.cells.append(replay)
+            try:
+                await self.async_execute_cell(replay, len(self.nb.cells) - 1,
+                                              store_history=False)
+            finally:
+                self.nb.cells.remove(replay)
 
 
 def _import_quietly(modules: list[str]) -> None:
@@ -464,6 +472,45 @@ def _one_line(exc: BaseException) -> str:
     text = " ".join(str(exc).split())
     text = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
     return text if len(text) <= 300 else text[:300] + " ..."
+
+
+class ReplayOutputs(NbGraderPreprocessor):
+    """In place of running a notebook: the outputs another machine's grading gave it.
+
+    ``course grade --scheduler`` (:mod:`autograder.cluster`) runs a submission on a cluster
+    worker exactly as a local worker does, into a private gradebook, and sends back the graded
+    notebooks; the coordinator then autogrades the same staged submission with this instead of
+    :class:`TrustedExecute`, so that its own gradebook, feedback and notes come from the same
+    code as a local grading's. The notebooks match cell for cell (the same staged files through
+    the same steps); one that does not is recorded as not graded.
+    """
+
+    replay_dir = Unicode("", help="folder of the graded notebooks to take outputs from").tag(
+        config=True)
+
+    def preprocess(self, nb: NotebookNode, resources: Any):
+        name = (resources or {}).get("nbgrader", {}).get("notebook")
+        try:
+            graded = notebooks.read(Path(self.replay_dir) / f"{name}.ipynb")
+        except Exception:  # noqa: BLE001 - missing or unreadable: not graded, said below
+            graded = None
+        if graded is not None:  # the marking schemes ShowMarkSchemes added there come again
+            graded.cells = [c for c in graded.cells if not is_grader_note(c)]
+        ids = [notebooks.nbgrader_meta(c).get("grade_id") for c in nb.cells]
+        if graded is None or ids != [notebooks.nbgrader_meta(c).get("grade_id")
+                                     for c in graded.cells]:
+            message = ("NOT GRADED: the cluster worker's graded copy of this notebook is "
+                       "missing or does not match the submission; grade this student again")
+            for cell in nb.cells:
+                if cell.cell_type == "code":
+                    cell.outputs = [_error(NOT_GRADED, message)] if is_test_cell(cell) else []
+            return nb, resources
+        for cell, done in zip(nb.cells, graded.cells, strict=True):
+            if cell.cell_type == "code":
+                cell.outputs = done.get("outputs", [])
+                cell.execution_count = done.get("execution_count")
+        nb.metadata = graded.metadata
+        return nb, resources
 
 
 class ShowVisibleTests(NbGraderPreprocessor):

@@ -49,14 +49,17 @@ def cap_memory(megabytes: int) -> None:
 
 
 def autograde(root: Path, lab: str, student: str, db_url: str, staged: Path,
-              cfg: GradeConfig, scratch: str = "", executor: type | None = None) -> dict:
+              cfg: GradeConfig, scratch: str = "", executor: type | None = None,
+              replay: str = "") -> dict:
     """Run nbgrader autograde for one student whose staged copy is ``staged/<student>/<lab>``.
 
     Test cells run in this process (:class:`~autograder.nbgrader_ext.TrustedExecute`), the
     notebook's own cells in the kernel, sandboxed as ``cfg.sandbox_mode`` says, its scratch
     folder made in ``scratch`` (default: the temp folder). ``executor`` replaces
     TrustedExecute: only ``benchmarks/grading.py`` passes one (nbgrader's own Execute, which
-    runs tests in the kernel) to measure what the harness costs.
+    runs tests in the kernel) to measure what the harness costs. ``replay``: a folder of
+    notebooks a cluster worker graded; their outputs are recorded, nothing runs
+    (:class:`~autograder.nbgrader_ext.ReplayOutputs`).
     """
     from nbconvert.preprocessors import ClearMetadataPreprocessor
     from nbgrader.apps.api import NbGraderAPI
@@ -85,6 +88,10 @@ def autograde(root: Path, lab: str, student: str, db_url: str, staged: Path,
     config.CourseDirectory.db_url = db_url
     config.CourseDirectory.course_id = course_id(root)
     config.CourseDirectory.submitted_directory = str(staged)
+    if replay:
+        from .nbgrader_ext import ReplayOutputs
+
+        executor = ReplayOutputs
     config.Autograde.autograde_preprocessors = [
         executor or TrustedExecute, IgnorePattern, ClearMetadataPreprocessor, LimitOutput,
         LimitOutputBytes, SaveAutoGrades, AssignLatePenalties, ShowVisibleTests, CheckCellMetadata,
@@ -92,6 +99,7 @@ def autograde(root: Path, lab: str, student: str, db_url: str, staged: Path,
         SanitizeNotebook,  # last: the graded copy the formgrader renders holds no active HTML
     ]
     config.ShowMarkSchemes.trusted_dir = str(root / "source" / lab)
+    config.ReplayOutputs.replay_dir = replay
     config.Execute.timeout = cfg.cell_timeout
     config.Execute.interrupt_on_timeout = True
     config.TrustedExecute.sandbox_mode = sandbox
@@ -301,6 +309,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--staged", required=True, help="folder holding <student>/<lab>")
     parser.add_argument("--config", required=True, help="GradeConfig as JSON")
     parser.add_argument("--scratch", default="", help="folder for the sandbox's scratch")
+    parser.add_argument("--replay", default="", help="record this folder's graded notebooks "
+                        "(a cluster worker's) instead of running the submission")
     args = parser.parse_args(argv)
     cfg = GradeConfig.from_json(args.config)
     if cfg.memory_mb and cfg.sandbox_mode in ("", NO_SANDBOX):
@@ -316,7 +326,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.environ["IPYTHONDIR"] = str(seeded_ipython_dir(Path(tmp), cfg.seed))
         try:
             outcome = autograde(Path(args.root), args.lab, args.student, args.db,
-                                Path(args.staged), cfg, args.scratch)
+                                Path(args.staged), cfg, args.scratch, replay=args.replay)
         except MemoryError:
             outcome = {"success": False, "error": "the grader ran out of memory", "log": ""}
     print(json.dumps(outcome))

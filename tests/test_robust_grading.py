@@ -346,3 +346,17 @@ def test_a_kernel_that_does_not_shut_down_cleanly_keeps_the_grades(tmp_path, mon
 
     nb = _run_alone(tmp_path, monkeypatch, kernel_manager_class=StuckShutdown)
     assert _test_errors(nb) == {"test_task1_add": [], "test_task2_mean": []}
+
+
+def test_a_restarted_kernel_leaves_the_graded_copy_whole(batch):
+    """Cells run again after a kernel death never take the place of a notebook's cell (they
+    once overwrote the last one: the written answer vanished from the graded copy)."""
+    root, _, _, _ = batch
+    graded = notebooks.read(root / "autograded" / "exits" / LAB / NB)
+    submitted = notebooks.read(root / "submitted" / "exits" / LAB / NB)
+    ids = [notebooks.nbgrader_meta(c).get("grade_id") for c in graded.cells
+           if not c.metadata.get("autograder", {}).get("grader_note")]
+    assert ids == [notebooks.nbgrader_meta(c).get("grade_id") for c in submitted.cells]
+    answer = next(c for c in graded.cells
+                  if notebooks.nbgrader_meta(c).get("grade_id") == "task2_answer")
+    assert answer.cell_type == "markdown" and "same weight" in answer.source
