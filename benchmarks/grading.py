@@ -135,17 +135,22 @@ LABS_PER_COURSE = 3
 STUDENTS = 500
 
 
+RECORD_SECONDS = 5.0  # the coordinator's recording of one result (a worker process, no kernel)
+
+
 def projection(batch_seconds: dict[str, float], workers: tuple[int, ...] = (1, 4, 16)) -> str:
     """Hours to grade 500 students x 3 labs on N machines like this one (2 jobs each)."""
     per_lab = sum(batch_seconds.values()) / len(batch_seconds)
-    total = STUDENTS * LABS_PER_COURSE * per_lab
+    count = STUDENTS * LABS_PER_COURSE
     lines = [f"6. projection: {STUDENTS} students x {LABS_PER_COURSE} labs, {per_lab:.1f} s per "
              "submission on one 2-core machine grading 2 at a time (the mean of the labs "
-             "measured above; Lab 3 assumed alike); N machines of this size as Dask workers, "
-             "each grading 2 at a time, scale linearly (the coordinator only stages and "
-             "records, about 1 s per submission, and runs beside them):"]
+             "measured above; Lab 3 assumed alike); N such machines as Dask workers scale "
+             "linearly, but the coordinator records results one at a time, about "
+             f"{RECORD_SECONDS:g} s each (assumed from tests/test_cluster.py), which bounds "
+             f"the batch at {count * RECORD_SECONDS / 3600:.1f} h however many workers:"]
     for n in workers:
-        lines.append(f"   N={n:>2}: {total / n / 3600:.1f} h")
+        hours = max(count * per_lab / n, count * RECORD_SECONDS) / 3600
+        lines.append(f"   N={n:>2}: {hours:.1f} h")
     return "\n".join(lines)
 
 
