@@ -12,6 +12,7 @@ SOURCE_DIR = "source"
 RELEASE_DIR = "release"
 SOLUTIONS_DIR = "solutions"
 SUBMITTED_DIR = "submitted"
+AUTOGRADED_DIR = "autograded"  # nbgrader's graded copies: autograded/<student>/<lab>/
 SAMPLES_DIR = Path(__file__).resolve().parent / "samples"
 
 

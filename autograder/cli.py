@@ -67,7 +67,7 @@ def _report(results, root: Path, protection: Protection) -> int:
     print(format_table(results))
     print(f"\nGradebook: {root / 'gradebook.db'}\nGrades CSV: {csv_path}")
     print(protection.describe())
-    failures = course_failure_summary(results)
+    failures = course_failure_summary(results, root)
     if failures:
         print("\nThe course's own cells failed, so these grades do not mean anything yet:\n  "
               + "\n  ".join(failures) + "\nFix the course (or the grading environment) and "

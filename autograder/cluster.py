@@ -32,7 +32,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from ._paths import CourseError
+from ._paths import AUTOGRADED_DIR, CourseError
 from .config import GradeConfig
 from .instructor_cells import CourseFailure
 
@@ -95,7 +95,7 @@ def remote_grade(bundle: dict, student: str, staged: dict[str, bytes], config: s
         db = f"sqlite:///{root / 'gradebook.db'}?timeout=60"
         outcome, notes = run_worker(worker_command(lab, student, root, db, folder, cfg,
                                                    Path(tmp)), root, cfg)
-        graded = root / "autograded" / student / lab
+        graded = root / AUTOGRADED_DIR / student / lab
         return {"outcome": outcome, "notes": notes, "host": socket.gethostname(),
                 "graded": {p.name: p.read_bytes() for p in sorted(graded.glob("*.ipynb"))}}
 

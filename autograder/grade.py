@@ -27,6 +27,7 @@ from tqdm.auto import tqdm
 from . import notebooks, suspicious
 from . import sandbox as _sandbox
 from ._paths import (
+    AUTOGRADED_DIR,
     REPO_ROOT,
     SUBMITTED_DIR,
     CourseError,
@@ -316,24 +317,48 @@ def _lab_table(results: list[StudentResult]) -> str:
     return "\n".join(lines)
 
 
-def course_failure_summary(results: list[StudentResult]) -> list[str]:
+def course_failure_summary(results: list[StudentResult], root: Path | None = None) -> list[str]:
     """One line per instructor cell that failed, with how many of the lab's students it hit.
 
     ``instructor cell 3 of 1_inference.ipynb (lab1) failed for 3 of 3 students:
     ModuleNotFoundError: No module named 'course_lib'`` (the most frequent error is named).
+    Given the course ``root``, the line also counts the other students for whom fast grading
+    did not run the cell (their graded copy says so), so that "1 of 3" is not read as "the
+    other two were fine".
     """
     students: dict[str, int] = {}
-    hits: dict[tuple[str, str, int], list[str]] = {}
+    hits: dict[tuple[str, str, int], list[CourseFailure]] = {}
+    by_lab: dict[str, list[str]] = {}
     for r in results:
         students[r.lab] = students.get(r.lab, 0) + 1
+        by_lab.setdefault(r.lab, []).append(r.student)
         for f in r.course_failures:
-            hits.setdefault((r.lab, f.notebook, f.cell), []).append(f.error)
+            hits.setdefault((r.lab, f.notebook, f.cell), []).append(f)
     lines = []
-    for (lab, notebook, cell), errors in sorted(hits.items()):
+    for (lab, notebook, cell), failures in sorted(hits.items()):
+        errors = [f.error for f in failures]
         common = max(set(errors), key=errors.count)
+        grade_id = next((f.grade_id for f in failures if f.grade_id), "")
+        skipped = (sum(_not_run(root / AUTOGRADED_DIR / s / lab / notebook, grade_id)
+                       for s in by_lab[lab]) if root is not None and grade_id else 0)
+        not_run = (f" (not run for {skipped}: fast grading runs it only where a student's code "
+                   "needs it)" if skipped else "")
         lines.append(f"instructor cell {cell} of {notebook} ({lab}) failed for {len(errors)} of "
-                     f"{students[lab]} students: {common}")
+                     f"{students[lab]} students{not_run}: {common}")
     return lines
+
+
+def _not_run(graded: Path, grade_id: str) -> bool:
+    """Whether fast grading skipped the cell ``grade_id`` in this graded copy."""
+    from .fast import SKIPPED_NOTE
+
+    try:
+        nb = notebooks.read(graded)
+    except Exception:  # noqa: BLE001 - no graded copy (not graded, or unreadable): not counted
+        return False
+    return any(notebooks.nbgrader_meta(c).get("grade_id") == grade_id and c.cell_type == "code"
+               and c.get("outputs") and c.outputs[0].get("text") == SKIPPED_NOTE
+               for c in nb.cells)
 
 
 def _results(lab: str, who: list[str], db_url: str, problems: dict[str, str],

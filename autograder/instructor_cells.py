@@ -34,6 +34,7 @@ class CourseFailure:
     notebook: str  # file name, e.g. ``1_inference.ipynb``
     cell: int  # index in the notebook, counted from 0
     error: str  # ``Type: message`` on one line
+    grade_id: str = ""  # the cell's nbgrader id, to find it in another student's copy
 
     def describe(self) -> str:
         return (f"{self.notebook}: instructor cell {self.cell} failed ({self.error}); the "
@@ -143,7 +144,7 @@ def course_failures(graded: NotebookNode, trusted: NotebookNode, name: str
             continue
         if grade_id not in instructor or instructor[grade_id] != cell.source:
             # A test cell whose setup failed in the grader: the harness ran only trusted code.
-            found += [CourseFailure(name, index, _one_line(o)) for o in errors[:1]
+            found += [CourseFailure(name, index, _one_line(o), grade_id or "") for o in errors[:1]
                       if o.get("ename") == SETUP_ERROR]
             continue
         error = errors[0]
@@ -155,5 +156,5 @@ def course_failures(graded: NotebookNode, trusted: NotebookNode, name: str
         traceback = _ANSI.sub("", "\n".join(error.get("traceback", [])))
         if any(int(n) in theirs for n in _CELL_REF.findall(traceback)):
             continue
-        found.append(CourseFailure(name, index, _one_line(error)))
+        found.append(CourseFailure(name, index, _one_line(error), grade_id))
     return found

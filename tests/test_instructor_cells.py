@@ -42,7 +42,8 @@ def test_a_setup_cell_that_cannot_import_is_the_courses_failure():
     nb = _graded({0: ("ModuleNotFoundError", "No module named 'course_lib'",
                       ["\x1b[0;31mModuleNotFoundError\x1b[0m: No module named 'course_lib'"])})
     assert course_failures(nb, TRUSTED, "quiz.ipynb") == [
-        CourseFailure("quiz.ipynb", 0, "ModuleNotFoundError: No module named 'course_lib'")]
+        CourseFailure("quiz.ipynb", 0, "ModuleNotFoundError: No module named 'course_lib'",
+                      "setup")]
 
 
 def test_a_cell_using_what_the_student_defines_is_the_students():

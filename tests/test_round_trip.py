@@ -25,6 +25,7 @@ from autograder import notebooks
 from autograder._paths import REPO_ROOT, tool_env
 from autograder.build import build
 from autograder.cli import main
+from autograder.fast import SKIPPED_NOTE
 from autograder.grade import default_db_url
 from autograder.nbgrader_ext import is_grader_note
 from autograder.samples import ALL, make_submission
@@ -71,11 +72,15 @@ def _course(root: Path, setup: str = COPY_IMPORT) -> Path:
     return root
 
 
-def _grade(root: Path) -> subprocess.CompletedProcess:
+def _grade(root: Path, *options: str) -> subprocess.CompletedProcess:
     """``course grade`` as an instructor runs it: in the course folder, sandboxed."""
     return subprocess.run([sys.executable, "-m", "autograder.cli", "grade", LAB, "--jobs", "2",
-                           "--cell-timeout", "60"], cwd=root, env=tool_env(), text=True,
-                          capture_output=True, timeout=900)
+                           "--cell-timeout", "60", *options], cwd=root, env=tool_env(),
+                          text=True, capture_output=True, timeout=900)
+
+
+def _cell(nb: nbformat.NotebookNode, grade_id: str) -> nbformat.NotebookNode:
+    return next(c for c in nb.cells if notebooks.nbgrader_meta(c).get("grade_id") == grade_id)
 
 
 def _rows(path: Path) -> dict[str, dict[str, str]]:
@@ -98,8 +103,9 @@ def test_round_trip(tmp_path, monkeypatch):
     assert not str(REPO_ROOT).startswith(str(tmp_path))  # the installed course_lib is elsewhere
     root = _course(tmp_path / "course")
 
-    # 1. Grade, sandboxed. The kernel imports the copy's course_lib, as the grader does.
-    proc = _grade(root)
+    # 1. Grade, sandboxed, every cell run (--full: fast grading would not run the figure). The
+    # kernel imports the copy's course_lib, as the grader does.
+    proc = _grade(root, "--full")
     assert proc.returncode == 0, proc.stderr[-3000:]
     rows = _rows(root / "grades.csv")
     assert (rows["solution"]["auto_score"], rows["half"]["auto_score"],
@@ -107,8 +113,7 @@ def test_round_trip(tmp_path, monkeypatch):
     assert all(row["problem"] == "" for row in rows.values()), rows
     assert (rows["solution"]["manual_pending"], rows["solution"]["manual_score"]) == ("1", "0")
     graded = notebooks.read(root / "autograded" / "solution" / LAB / NB)
-    figure = next(c for c in graded.cells
-                  if notebooks.nbgrader_meta(c).get("grade_id") == "mini_figure")
+    figure = _cell(graded, "mini_figure")
     assert any("image/png" in o.get("data", {}) for o in figure.outputs), figure.outputs
     assert len(figure.outputs[0]["data"]["image/png"]) > 100_000  # over the old cap
     assert "from the course copy" in "".join(o.get("text", "") for o in figure.outputs)
@@ -128,9 +133,18 @@ def test_round_trip(tmp_path, monkeypatch):
         comment.manual_comment = "Clear and correct."
         gb.db.commit()
 
-    # 3. Grade again: the mark stays, and the answer is not re-opened for marking.
+    # 3. The student had run the figure cell: their submission carries its outputs. Grade again,
+    # fast (the default): the mark stays, the answer is not re-opened for marking, and the
+    # figure cell is not run but keeps the submitted figure, large as it is.
+    submitted = root / "submitted" / "solution" / LAB / NB
+    nb = notebooks.read(submitted)
+    _cell(nb, "mini_figure").outputs = figure.outputs
+    notebooks.write(nb, submitted)
     proc = _grade(root)
     assert proc.returncode == 0, proc.stderr[-3000:]
+    regraded = _cell(notebooks.read(root / "autograded" / "solution" / LAB / NB), "mini_figure")
+    assert regraded.outputs[0]["text"] == SKIPPED_NOTE, regraded.outputs
+    assert regraded.outputs[1:] == figure.outputs
     rows = _rows(root / "grades.csv")
     assert (rows["solution"]["manual_score"], rows["solution"]["manual_pending"]) == ("1", "0")
     with Gradebook(default_db_url(root)) as gb:
@@ -200,13 +214,25 @@ def test_a_failing_instructor_cell_is_reported_not_a_low_grade(tmp_path):
     require_sandbox()
     root = _course(tmp_path / "course", setup="import numpy as np\nimport course_lib.nowhere")
     shutil.rmtree(root / "submitted" / "half")
-    proc = _grade(root)
+    error = "ModuleNotFoundError: No module named 'course_lib.nowhere'"
+    # Every cell run: the cell fails for both students.
+    proc = _grade(root, "--full")
     assert proc.returncode == 1, (proc.returncode, proc.stderr[-3000:])
-    assert ("instructor cell 1 of quiz.ipynb (minilab) failed for 2 of 2 students: "
-            "ModuleNotFoundError: No module named 'course_lib.nowhere'") in proc.stderr
+    assert f"instructor cell 1 of quiz.ipynb (minilab) failed for 2 of 2 students: {error}" \
+        in proc.stderr
     for row in _rows(root / "grades.csv").values():
         assert "quiz.ipynb: instructor cell 1 failed (ModuleNotFoundError" in row["problem"]
         assert "the course's fault" in row["problem"]
+    # Fast grading runs the cell only where the student's code reads its `np` (the solution,
+    # not the blank copy): it is still reported, for the student it ran for, and the run fails.
+    proc = _grade(root)
+    assert proc.returncode == 1, (proc.returncode, proc.stderr[-3000:])
+    assert (f"instructor cell 1 of quiz.ipynb (minilab) failed for 1 of 2 students (not run "
+            f"for 1: fast grading runs it only where a student's code needs it): {error}") \
+        in proc.stderr
+    rows = _rows(root / "grades.csv")
+    assert "quiz.ipynb: instructor cell 1 failed (Module" in rows["solution"]["problem"]
+    assert rows["blank"]["problem"] == ""
 
 
 @pytest.mark.parametrize("cwd_is_course", [True, False])
