@@ -29,18 +29,29 @@ def test_names_follow_python_scoping():
         "class K:\n    size = 3\n"
         "for i in range(2):\n    pass\n")
     assert names.defines == {"nn", "pi", "x", "f", "K", "i"}
-    assert "img" in names.reads and "pi" in names.reads and "range" in names.reads
-    assert not {"a", "b", "c", "size"} & names.reads  # locals, not globals
+    assert names.reads == {"range"}  # `i` is bound by the loop before its body reads it
+    assert {"img", "pi"} <= names.fn_reads  # read when `f` runs, whenever that is
+    assert not {"a", "b", "c", "size"} & (names.reads | names.fn_reads)  # locals, not globals
+    assert names.imports == {"nn": "torch.nn", "pi": "math.pi"}
+
+
+def test_module_level_reads_are_those_before_the_cell_binds_the_name():
+    names = names_of("fig, ax = plt.subplots()\nax.plot(x)\nx = 2\ncount += 1\n"
+                     "with open(path) as f:\n    f.read()\nprint(n := 3, n)\n")
+    assert names.reads == {"plt", "x", "count", "open", "path", "print"}
+    assert {"fig", "ax", "x", "count", "f", "n"} <= names.defines
 
 
 def test_names_inside_functions_and_global_statements():
     names = names_of("def g():\n    global model\n    model = load()\n    return labels\n")
-    assert "model" in names.defines and {"load", "labels"} <= names.reads
+    assert "model" in names.defines and {"load", "labels"} <= names.fn_reads
 
 
 def test_magics_are_read_as_python_and_broken_cells_as_nothing():
     names = names_of("%matplotlib inline\n!ls\ny = figure_size * 2\n")
     assert "y" in names.defines and "figure_size" in names.reads
+    timed = names_of("%%time\nscores = model(img)\n")  # the body runs as Python
+    assert "scores" in timed.defines and {"model", "img"} <= timed.reads
     assert names_of("def broken(:\n    pass") == names_of("")
 
 
@@ -56,9 +67,14 @@ def test_a_skipped_cell_keeps_the_students_outputs_under_a_note_and_loses_errors
 
 # --- what a plan skips -----------------------------------------------------------------------
 
-def _course(root: Path) -> Path:
+LATER_FIGURE = 'size = "big"\nprint("drawn at size", size)'
+REBINDS = "size = 0\ndef add(a, b):\n    return a + b + size"  # reads `size` when called
+
+
+def _course(root: Path, later: bool = False) -> Path:
     """The fixture lab with its import cell made a setup cell and a figure cell after it (it
-    prints, so a graded copy shows whether it ran)."""
+    prints, so a graded copy shows whether it ran); ``later``: a second one after Task 1's
+    answer, binding ``size``, a name an answer may use too."""
     shutil.copytree(FIXTURE_COURSE / "source", root / "source")
     path = root / "source" / LAB / NB
     nb = notebooks.read(path)
@@ -68,6 +84,12 @@ def _course(root: Path) -> Path:
     figure.metadata["nbgrader"] = {"grade_id": "mini_figure", "locked": True, "solution": False,
                                    "grade": False, "schema_version": 3}
     nb.cells.insert(nb.cells.index(imports) + 1, figure)
+    if later:
+        answer = next(c for c in nb.cells
+                      if notebooks.nbgrader_meta(c).get("grade_id") == "task1_add")
+        cell = nbformat.v4.new_code_cell(LATER_FIGURE)
+        cell.metadata["nbgrader"] = {**figure.metadata["nbgrader"], "grade_id": "mini_later"}
+        nb.cells.insert(nb.cells.index(answer) + 1, cell)
     notebooks.write(nb, path)
     from autograder.build import build
 
@@ -105,6 +127,13 @@ def test_figure_cells_are_skipped_unless_the_students_code_reads_their_names(tmp
                                                            "    return a + b + len(figure) * 0"})
     assert plan(own, trusted).skip == {"mini_figure"}  # the student's own `figure`
 
+    # The figure cell comes before the answers: the student's own module-level reads of
+    # `figure` after binding it, and its function's read, see the student's value.
+    later = _submission(root, "later", overrides={
+        "task1_add": "print(figure)\nfigure = 'mine'\ndef add(a, b):\n"
+                     "    return a + b + len(figure) * 0"})
+    assert plan(later, trusted).needed == ("mini_figure",)  # the print reads the figure's
+
     added = _submission(root, "added")
     added.cells.append(nbformat.v4.new_code_cell("print(figure.upper())"))  # an extra cell
     assert plan(added, trusted).needed == ("mini_figure",)
@@ -135,6 +164,42 @@ def test_only_the_cells_a_name_comes_from_run_and_those_they_read_from(tmp_path)
     assert result.needed == ("mini_figure", "mini_fig2") and result.skip == {"mini_fig3"}
 
 
+def test_a_later_figure_cell_runs_when_it_rebinds_a_name_the_students_function_reads(tmp_path):
+    root = _course(tmp_path / "course", later=True)
+    trusted = _trusted(root)
+    assert plan(_submission(root, "solution"), trusted).skip == {"mini_figure", "mini_later"}
+    # In a full run `add` sees the figure's `size = "big"` (the figure cell comes after the
+    # answer and before the test), so skipping it would change the grade: it runs.
+    rebinds = plan(_submission(root, "rebinds", overrides={"task1_add": REBINDS}), trusted)
+    assert rebinds.needed == ("mini_later",) and rebinds.skip == {"mini_figure"}
+    # Bound again after the figure, at module level, the student's value is the one read.
+    again = _submission(root, "again", overrides={"task1_add": REBINDS})
+    again.cells.insert(next(i for i, c in enumerate(again.cells) if notebooks.nbgrader_meta(
+        c).get("grade_id") == "mini_later") + 1, nbformat.v4.new_code_cell("size = 0"))
+    assert plan(again, trusted).skip == {"mini_figure", "mini_later"}
+    # A test (run in the harness, which looks the name up in the kernel) reading it counts too.
+    tests = _submission(root, "tests")
+    test = next(c for c in tests.cells
+                if notebooks.nbgrader_meta(c).get("grade_id") == "test_task2_mean")
+    test.source += "\nassert size"
+    assert plan(tests, trusted).needed == ("mini_later",)
+
+
+def test_an_import_made_again_by_a_skipped_cell_needs_no_run(tmp_path):
+    root = _course(tmp_path / "course", later=True)
+    path = root / "source" / LAB / NB
+    nb = notebooks.read(path)
+    later = next(c for c in nb.cells if notebooks.nbgrader_meta(c).get("grade_id") ==
+                 "mini_later")
+    later.source = "import numpy as np\n" + later.source
+    notebooks.write(nb, path)
+    trusted = _trusted(root)
+    assert plan(_submission(root, "solution"), trusted).skip == {"mini_figure", "mini_later"}
+    other = _submission(root, "other", overrides={
+        "task1_add": "import math as np\ndef add(a, b):\n    return a + b"})
+    assert plan(other, trusted).needed == ("mini_later",)  # a different `np` than the student's
+
+
 # --- a batch graded both ways ----------------------------------------------------------------
 
 OPTIONS = GradeOptions(jobs=2, cell_timeout=20, notebook_timeout=300,
@@ -143,7 +208,7 @@ OPTIONS = GradeOptions(jobs=2, cell_timeout=20, notebook_timeout=300,
 
 @pytest.mark.slow
 def test_fast_grading_gives_the_full_runs_grades_and_keeps_the_students_figures(tmp_path):
-    roots = {mode: _course(tmp_path / mode) for mode in ("fast", "full")}
+    roots = {mode: _course(tmp_path / mode, later=True) for mode in ("fast", "full")}
     for root in roots.values():
         sub = root / "submitted"
         make_submission(LAB, sub / "solution" / LAB, root=root)
@@ -152,6 +217,7 @@ def test_fast_grading_gives_the_full_runs_grades_and_keeps_the_students_figures(
             "task2_mean": "def mean(values):\n    return float(values[0])"})
         make_submission(LAB, sub / "reads" / LAB, root=root, overrides={
             "task1_add": "def add(a, b):\n    return a + b + len(figure) * 0"})
+        make_submission(LAB, sub / "rebinds" / LAB, root=root, overrides={"task1_add": REBINDS})
         make_submission(LAB, sub / "hidden" / LAB, root=root, overrides={
             "task1_add": "def add(a, b):\n    return a + b + len(eval('figure')) * 0"})
         folder = sub / "solution" / LAB
@@ -179,6 +245,7 @@ def test_fast_grading_gives_the_full_runs_grades_and_keeps_the_students_figures(
     assert scores["fast"] == scores["full"]
     assert scores["fast"]["solution"][1] == 5 and scores["fast"]["blank"][1] == 0
     assert scores["fast"]["wrong"][1] == 2 and scores["fast"]["reads"][1] == 5
+    assert scores["fast"]["rebinds"][1] == 3  # `add` read the later figure's `size = "big"`
 
     def figure_output(mode: str, student: str) -> str:
         graded = notebooks.read(roots[mode] / "autograded" / student / LAB / NB)
