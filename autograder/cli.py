@@ -201,13 +201,13 @@ def build_parser() -> argparse.ArgumentParser:
                         "submissions, this machine records them (README, \"Grading on a "
                         "cluster\")")
     p.add_argument("--missing", action="store_true",
-                   help="grade only the students without a graded submission of the lab "
-                        "(after an interrupted batch)")
+                   help="grade only the students whose grading of the lab did not finish "
+                        "(after an interrupted batch); grades.csv still lists everyone")
     p.add_argument("--full", action="store_true",
                    help="run every cell of every notebook, figures included (default: skip the "
                         "instructor cells no test needs; the graded copy keeps the student's own "
-                        "outputs of those cells, and those whose names the student's code reads "
-                        "run after all)")
+                        "outputs of those cells; a cell binding a name the student's code may "
+                        "read runs after all)")
     p.set_defaults(func=_cmd_grade)
 
     p = command("export", help="write final_grades.csv: tests and marking by hand, per "

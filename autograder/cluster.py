@@ -40,12 +40,16 @@ from .instructor_cells import CourseFailure
 class SchedulerLost(CourseError):
     """The Dask scheduler went away mid-batch: what is recorded stays; the rest is listed."""
 
-    def __init__(self, address: str, done: list[str], left: list[str], why: str) -> None:
+    def __init__(self, address: str, done: list[str], left: list[str], why: str,
+                 failed: list[str] | None = None) -> None:
+        failed = failed or []
+        also = (f"; {len(failed)} failed on the cluster and are counted as not graded "
+                f"({', '.join(failed)})" if failed else "")
         super().__init__(
             f"lost the Dask scheduler at {address} ({why}): {len(done)} submission(s) graded "
-            f"and recorded, {len(left)} not ({', '.join(left)}). Start the scheduler again and "
-            "run the same command with --missing to grade only those.")
-        self.done, self.left = done, left
+            f"and recorded, {len(left)} not ({', '.join(left)}){also}. Start the scheduler "
+            "again and run the same command with --missing to grade only those.")
+        self.done, self.left, self.failed = done, left, failed
 
 
 def _files(folder: Path) -> dict[str, bytes]:
@@ -104,9 +108,10 @@ def record(lab: str, student: str, root: Path, db_url: str, staged: Path, result
            cfg: GradeConfig, tmp: Path) -> tuple[str, list[CourseFailure]]:
     """On the coordinator: record a worker's result in the gradebook (feedback and notes
     included), as local grading would have; what went wrong and the failed instructor cells."""
-    from .grade import outcome_notes, run_worker, worker_command
+    from .grade import mark_graded, outcome_notes, run_worker, unmark_graded, worker_command
 
     notes = list(result["notes"])
+    unmark_graded(root, lab, student)
     if result["outcome"] is None:  # the worker's worker crashed or timed out: said in notes
         return "; ".join(notes), []
     replay = tmp / "replay"
@@ -121,6 +126,7 @@ def record(lab: str, student: str, root: Path, db_url: str, staged: Path, result
         # the worker's notes (kernel deaths, timeouts) come back from the graded copies
         more, failures = outcome_notes(outcome)
         notes += more
+        mark_graded(root, lab, student)  # finished, whatever it found
     return "; ".join(dict.fromkeys(n for n in notes if n)), failures
 
 
@@ -133,7 +139,7 @@ def grade_on_cluster(lab: str, students: list[str], root: Path, db_url: str, rel
     """
     from distributed import Client, as_completed
 
-    from .grade import GradingInterrupted, stage
+    from .grade import _RUNNING, _STOPPING, GradingInterrupted, _kill, stage
 
     problems: dict[str, str] = {}
     failed: dict[str, list[CourseFailure]] = {}
@@ -158,7 +164,8 @@ def grade_on_cluster(lab: str, students: list[str], root: Path, db_url: str, rel
                                    key=f"course-grade-{lab}-{student}-{uuid.uuid4().hex[:8]}",
                                    pure=False, retries=1)
             futures[future] = (student, staged, tmp)
-        done: list[str] = []
+        done: list[str] = []  # recorded here
+        lost: list[str] = []  # their task raised on the cluster: nothing recorded
         try:
             for future in tqdm(as_completed(futures, loop=client.loop), total=len(futures),
                                unit="submission",
@@ -171,21 +178,26 @@ def grade_on_cluster(lab: str, students: list[str], root: Path, db_url: str, rel
                         raise
                     note = f"grading failed on the cluster: {type(exc).__name__}: {exc}"[:400]
                     problems[student] = "; ".join(p for p in (problems[student], note) if p)
-                    done.append(student)
+                    lost.append(student)
                     continue
                 found, failed[student] = record(lab, student, root, db_url, staged, result,
                                                 cfg, tmp)
                 problems[student] = "; ".join(p for p in (problems[student], found) if p)
                 done.append(student)
         except KeyboardInterrupt:
+            # As locally: a result being recorded (its replay worker) is stopped, nothing
+            # queued is started; what was recorded stays.
+            _STOPPING.set()
+            for proc in list(_RUNNING):
+                _kill(proc, reap=False)
             client.cancel(list(futures))
             raise GradingInterrupted(sorted(done), sorted(set(students) - set(done))) from None
         except Exception as exc:
             if _scheduler_alive(client):  # not the scheduler's doing: a bug of ours, shown
                 raise
-            left = sorted(set(students) - set(done))
+            left = sorted(set(students) - set(done) - set(lost))
             raise SchedulerLost(address, sorted(done), left,
-                                f"{type(exc).__name__}: {exc}"[:200]) from exc
+                                f"{type(exc).__name__}: {exc}"[:200], sorted(lost)) from exc
     return problems, failed
 
 

@@ -153,9 +153,9 @@ def run_worker(cmd: list[str], cwd: Path, cfg: GradeConfig) -> tuple[dict | None
     notes: list[str] = []
     outcome, err, code = None, "", 0
     for _attempt in range(1 + WORKER_RETRIES):
-        proc = subprocess.Popen(cmd, cwd=cwd, env=_worker_env(cfg.jobs), text=True,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                start_new_session=True)
+        env = {**_worker_env(cfg.jobs), PARENT_ENV: str(os.getpid())}
+        proc = subprocess.Popen(cmd, cwd=cwd, env=env, text=True, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, start_new_session=True)
         _RUNNING.add(proc)
         try:
             out, err = proc.communicate(timeout=cfg.notebook_timeout)
@@ -164,6 +164,9 @@ def run_worker(cmd: list[str], cwd: Path, cfg: GradeConfig) -> tuple[dict | None
             notes.append(f"grading took longer than {cfg.notebook_timeout:.0f} s and was "
                          "stopped")
             return None, notes
+        except BaseException:  # Ctrl-C, or a Dask task cancelled: the worker goes too
+            _kill(proc, reap=False)
+            raise
         finally:
             _RUNNING.discard(proc)
         code = proc.returncode
@@ -202,6 +205,7 @@ def autograde_one(lab: str, student: str, root: Path, db_url: str, release: Path
     with tempfile.TemporaryDirectory(prefix=f"course-{student}-",
                                      ignore_cleanup_errors=True) as tmp:
         staged, notes = stage(lab, student, root, release, Path(tmp))
+        unmark_graded(root, lab, student)
         outcome, more = run_worker(worker_command(lab, student, root, db_url, staged, cfg,
                                                   Path(tmp)), root, cfg)
         notes += more
@@ -209,10 +213,34 @@ def autograde_one(lab: str, student: str, root: Path, db_url: str, release: Path
     if outcome is not None:
         more, failures = outcome_notes(outcome)
         notes += more
+        mark_graded(root, lab, student)  # finished, whatever it found
     return "; ".join(notes), failures
 
 
+GRADED_MARKS = ".graded"  # autograded/.graded/<lab>/<student>: a grading that finished
+
+
+def _mark(root: Path, lab: str, student: str) -> Path:
+    return root / AUTOGRADED_DIR / GRADED_MARKS / lab / student
+
+
+def mark_graded(root: Path, lab: str, student: str) -> None:
+    """Write down that ``student``'s grading of ``lab`` finished (``--missing`` reads it:
+    nbgrader adds the gradebook's row when grading starts, so a row alone says nothing)."""
+    path = _mark(root, lab, student)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.touch()
+
+
+def unmark_graded(root: Path, lab: str, student: str) -> None:
+    """Before grading ``student`` again: until it finishes, the submission counts as missing."""
+    _mark(root, lab, student).unlink(missing_ok=True)
+
+
 _RUNNING: set[subprocess.Popen] = set()  # workers in flight, killed on Ctrl-C
+# The worker reads the grader's pid here and asks the kernel to kill it when the grader dies
+# (a Dask worker killed mid-task: the worker runs in its own session, which nothing else ends).
+PARENT_ENV = "COURSE_GRADER_PID"
 _STOPPING = threading.Event()  # set on Ctrl-C: a killed worker is not started again
 WORKER_RETRIES = 1  # starts of a worker again after it died without reporting
 
@@ -384,14 +412,18 @@ def _gradebook_exists(db_url: str) -> bool:
     return Path(db_url[len("sqlite:///"):].split("?", 1)[0]).exists()
 
 
-def graded_students(lab: str, db_url: str) -> set[str]:
-    """Students with a graded submission of ``lab`` in the gradebook (``--missing`` skips
-    them)."""
+def graded_students(lab: str, db_url: str, root: Path) -> set[str]:
+    """Students whose grading of ``lab`` finished: a submission in the gradebook and the mark
+    :func:`mark_graded` writes once the worker reported (``--missing`` skips them; a grading
+    that was killed, timed out or crashed the grader is graded again)."""
+    if not _gradebook_exists(db_url):
+        return set()
     with Gradebook(db_url) as gb:
         try:
-            return {s.student.id for s in gb.find_assignment(lab).submissions}
+            rows = {s.student.id for s in gb.find_assignment(lab).submissions}
         except MissingEntry:
             return set()
+    return {s for s in rows if _mark(root, lab, s).is_file()}
 
 
 def grade(lab: str | None = None, root: Path = REPO_ROOT, db_url: str | None = None,
@@ -422,9 +454,12 @@ def grade(lab: str | None = None, root: Path = REPO_ROOT, db_url: str | None = N
     results: list[StudentResult] = []
     for name in resolve_labs(lab, root):
         who = students if students is not None else find_students(name, root)
+        kept: list[str] = []  # --missing: graded before; their rows go into the table as they are
         if missing:
-            done = graded_students(name, db_url) if _gradebook_exists(db_url) else set()
+            done = graded_students(name, db_url, root)
+            kept = [s for s in who if s in done]
             who = [s for s in who if s not in done]
+            results.extend(_results(name, kept, db_url, {}, {}))
         refused = [s for s in who if not safe_name(s)]
         who = [s for s in who if safe_name(s)]
         results.extend(StudentResult(student=printable(s), lab=name, problem=(

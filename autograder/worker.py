@@ -16,6 +16,7 @@ import os
 import re
 import resource
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -300,7 +301,28 @@ def course_failures_in(folder: Path, trusted_dir: Path) -> list[CourseFailure]:
     return found
 
 
+def die_with_grader() -> None:
+    """Ask Linux to kill this process when the grader that started it dies (its pid is in
+    ``COURSE_GRADER_PID``): a worker runs in its own session, so a killed Dask worker or
+    coordinator would otherwise leave it grading for nobody. Elsewhere, nothing happens."""
+    from .grade import PARENT_ENV
+
+    parent = os.environ.pop(PARENT_ENV, "")
+    if not parent.isdigit() or not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != int(parent):  # the grader was gone before the request was made
+        os._exit(1)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    die_with_grader()
     parser = argparse.ArgumentParser(prog="python -m autograder.worker")
     parser.add_argument("--root", required=True)
     parser.add_argument("--lab", required=True)

@@ -23,7 +23,7 @@ import pytest
 from nbgrader.api import Gradebook
 
 from autograder.cluster import SchedulerLost
-from autograder.grade import collect_scores, default_db_url, grade, graded_students
+from autograder.grade import _mark, collect_scores, default_db_url, grade, graded_students
 
 from ._course import fixture_course
 from .test_robust_grading import LAB, OPTIONS, _build_class
@@ -105,7 +105,7 @@ def _recorded(root: Path) -> int:
     if not (root / "gradebook.db").exists():
         return 0
     try:
-        return len(graded_students(LAB, default_db_url(root)))
+        return len(graded_students(LAB, default_db_url(root), root))
     except Exception:  # noqa: BLE001 - tables still being made by the grader
         return 0
 
@@ -161,8 +161,9 @@ def test_a_lost_scheduler_stops_the_batch_and_missing_finishes_it(cluster, tmp_p
     error = box.get("error")
     assert isinstance(error, SchedulerLost), box
     assert "--missing" in str(error) and error.left
-    recorded = graded_students(LAB, default_db_url(root))
-    assert recorded == set(error.done) and not recorded & set(error.left)
+    recorded = graded_students(LAB, default_db_url(root), root)
+    assert recorded and recorded <= set(error.done) and not recorded & set(error.left)
+    marks = {s: _mark(root, LAB, s).stat().st_mtime_ns for s in recorded}
 
     again = Cluster()
     try:
@@ -171,7 +172,12 @@ def test_a_lost_scheduler_stops_the_batch_and_missing_finishes_it(cluster, tmp_p
                                                scheduler=again.address, missing=True)}
     finally:
         again.close()
-    assert sorted(results) == sorted(error.left)  # only what was missing
+    # The table has everyone; only what was missing was graded (the others' marks untouched).
+    assert sorted(results) == sorted(expected)
+    assert {s: _mark(root, LAB, s).stat().st_mtime_ns for s in recorded} == marks
+    assert graded_students(LAB, default_db_url(root), root) >= set(expected) - {
+        s for s, r in results.items() if "grader crashed" in r.problem
+        or "longer than" in r.problem}
     with Gradebook(default_db_url(root)) as gb:
         assert sorted(s.student.id for s in gb.find_assignment(LAB).submissions) == sorted(
             expected)
