@@ -5,6 +5,10 @@ from __future__ import annotations
 
 import csv
 import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 
@@ -265,3 +269,36 @@ def test_mark_schemes_for_graders_and_never_in_feedback(tmp_path):
     assert resources["sanitized"] == ["a cell claiming to be a grader's note removed"]
     nb, _ = DropGraderNotes().preprocess(nb, {})
     assert not any(is_grader_note(c) for c in nb.cells)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+def test_a_worker_dies_with_the_grader_that_started_it(tmp_path):
+    """A worker runs in its own session, so a killed grader (a Dask worker killed mid-task)
+    must not leave it running: ``die_with_grader`` asks Linux to kill it with its parent."""
+    grader = tmp_path / "grader.py"
+    grader.write_text(
+        "import os, subprocess, sys, time\n"
+        "child = subprocess.Popen([sys.executable, '-c', 'from autograder.worker import "
+        "die_with_grader; die_with_grader(); import time; print(\"ready\", flush=True); "
+        "time.sleep(120)'], env={**os.environ, 'COURSE_GRADER_PID': str(os.getpid())}, "
+        "start_new_session=True, stdout=subprocess.PIPE, text=True)\n"
+        "assert child.stdout.readline() == 'ready\\n'\n"
+        "print(child.pid, flush=True)\n"
+        "time.sleep(120)\n", encoding="utf-8")
+    with subprocess.Popen([sys.executable, str(grader)], cwd=REPO_ROOT, text=True,
+                          stdout=subprocess.PIPE) as proc:
+        worker = int(proc.stdout.readline())
+        assert _alive(worker)
+        proc.kill()
+    deadline = time.monotonic() + 10
+    while _alive(worker) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _alive(worker), "the worker outlived the grader"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return False
+    return "\nState:\tZ" not in status  # a zombie waits for its new parent only
