@@ -148,11 +148,17 @@ def test_a_worker_killed_halfway_loses_nothing_and_records_nothing_twice(cluster
     assert (root / "feedback" / "solution" / LAB / "quiz.html").is_file()  # written here
 
 
+LOST_SCHEDULER_CLASS = ("solution", "blank", "partial", "endless_loop", "exits",
+                        "dies_in_test", "weakened_test", "corrupt_json")
+
+
 def test_a_lost_scheduler_stops_the_batch_and_missing_finishes_it(cluster, tmp_path):
     root = fixture_course(tmp_path / "course")
-    expected = _build_class(root)
+    # Part of the class is enough here (the whole class goes through the test above).
+    expected = {s: v for s, v in _build_class(root).items() if s in LOST_SCHEDULER_CLASS}
+    who = sorted(expected)
     cluster.add_workers(1)
-    thread, box = _in_thread(lambda: grade(LAB, root=root, options=OPTIONS,
+    thread, box = _in_thread(lambda: grade(LAB, root=root, options=OPTIONS, students=who,
                                            scheduler=cluster.address))
     Cluster._wait(lambda: _recorded(root) >= 2 or not thread.is_alive(),
                   "nothing was recorded", timeout=600)
@@ -168,7 +174,7 @@ def test_a_lost_scheduler_stops_the_batch_and_missing_finishes_it(cluster, tmp_p
     again = Cluster()
     try:
         again.add_workers(1)
-        results = {r.student: r for r in grade(LAB, root=root, options=OPTIONS,
+        results = {r.student: r for r in grade(LAB, root=root, options=OPTIONS, students=who,
                                                scheduler=again.address, missing=True)}
     finally:
         again.close()
