@@ -15,7 +15,8 @@ Who does what:
 - **The coordinator alone** records a returned result: it autogrades the same staged
   submission again with :class:`~autograder.nbgrader_ext.ReplayOutputs`, which takes the
   worker's outputs instead of running anything, so its gradebook, feedback and notes come from
-  the same code as local grading. Results are recorded one at a time, each exactly once.
+  the same code as local grading. Each result is recorded exactly once, up to
+  :data:`RECORDERS` at a time (as a local ``--jobs`` pool writes the gradebook).
 
 A lost scheduler stops the batch: what was recorded stays, and :class:`SchedulerLost` says how
 to grade the rest (``--missing``: only students without a graded submission of the lab).
@@ -24,10 +25,12 @@ to grade the rest (``--missing``: only students without a graded submission of t
 from __future__ import annotations
 
 import contextlib
+import os
 import socket
 import sys
 import tempfile
 import uuid
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 from tqdm.auto import tqdm
@@ -35,6 +38,10 @@ from tqdm.auto import tqdm
 from ._paths import AUTOGRADED_DIR, CourseError
 from .config import GradeConfig
 from .instructor_cells import CourseFailure
+
+# Results recorded at once on the coordinator: each recording is a worker process replaying the
+# graded notebooks into the gradebook (no kernel), a few seconds of one core.
+RECORDERS = max(1, min(4, os.cpu_count() or 1))
 
 
 class SchedulerLost(CourseError):
@@ -166,10 +173,25 @@ def grade_on_cluster(lab: str, students: list[str], root: Path, db_url: str, rel
             futures[future] = (student, staged, tmp)
         done: list[str] = []  # recorded here
         lost: list[str] = []  # their task raised on the cluster: nothing recorded
+        recorders = ThreadPoolExecutor(max_workers=RECORDERS)
+        recording: dict[Future, str] = {}
+        bar = tqdm(total=len(futures), unit="submission", desc=f"grading {lab} on {address}",
+                   file=sys.stderr)
+        stack.callback(bar.close)
+
+        def recorded(job: Future, student: str) -> None:
+            found, failed[student] = job.result()
+            problems[student] = "; ".join(p for p in (problems[student], found) if p)
+            done.append(student)
+
+        def collect(wait: bool) -> None:
+            """Take in the recordings that finished (all of them, with ``wait``)."""
+            for job in list(recording):
+                if wait or job.done():
+                    recorded(job, recording.pop(job))
+
         try:
-            for future in tqdm(as_completed(futures, loop=client.loop), total=len(futures),
-                               unit="submission",
-                               desc=f"grading {lab} on {address}", file=sys.stderr):
+            for future in as_completed(futures, loop=client.loop):
                 student, staged, tmp = futures[future]
                 try:
                     result = future.result()
@@ -179,15 +201,19 @@ def grade_on_cluster(lab: str, students: list[str], root: Path, db_url: str, rel
                     note = f"grading failed on the cluster: {type(exc).__name__}: {exc}"[:400]
                     problems[student] = "; ".join(p for p in (problems[student], note) if p)
                     lost.append(student)
+                    bar.update()
                     continue
-                found, failed[student] = record(lab, student, root, db_url, staged, result,
-                                                cfg, tmp)
-                problems[student] = "; ".join(p for p in (problems[student], found) if p)
-                done.append(student)
+                job = recorders.submit(record, lab, student, root, db_url, staged, result,
+                                       cfg, tmp)
+                job.add_done_callback(lambda _job: bar.update())
+                recording[job] = student
+                collect(wait=False)
+            collect(wait=True)
         except KeyboardInterrupt:
-            # As locally: a result being recorded (its replay worker) is stopped, nothing
-            # queued is started; what was recorded stays.
+            # As locally: the results being recorded (their replay workers) are stopped,
+            # nothing queued is started; what was recorded stays.
             _STOPPING.set()
+            recorders.shutdown(wait=False, cancel_futures=True)
             for proc in list(_RUNNING):
                 _kill(proc, reap=False)
             client.cancel(list(futures))
@@ -195,9 +221,12 @@ def grade_on_cluster(lab: str, students: list[str], root: Path, db_url: str, rel
         except Exception as exc:
             if _scheduler_alive(client):  # not the scheduler's doing: a bug of ours, shown
                 raise
+            collect(wait=True)  # the results already here are recorded: they need no scheduler
             left = sorted(set(students) - set(done) - set(lost))
             raise SchedulerLost(address, sorted(done), left,
                                 f"{type(exc).__name__}: {exc}"[:200], sorted(lost)) from exc
+        finally:
+            recorders.shutdown(wait=False)
     return problems, failed
 
 

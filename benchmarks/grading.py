@@ -43,6 +43,7 @@ from _common import REPO_ROOT, make_course, reset_grading, use_standin_torch_hom
 sys.path.insert(0, str(REPO_ROOT))
 
 from autograder import notebooks  # noqa: E402
+from autograder.cluster import RECORDERS  # noqa: E402
 from autograder.config import GradeConfig  # noqa: E402
 from autograder.grade import GradeOptions, default_db_url, grade  # noqa: E402
 
@@ -145,11 +146,12 @@ def projection(batch_seconds: dict[str, float], workers: tuple[int, ...] = (1, 4
     lines = [f"6. projection: {STUDENTS} students x {LABS_PER_COURSE} labs, {per_lab:.1f} s per "
              "submission on one 2-core machine grading 2 at a time (the mean of the labs "
              "measured above; Lab 3 assumed alike); N such machines as Dask workers scale "
-             "linearly, but the coordinator records results one at a time, about "
-             f"{RECORD_SECONDS:g} s each (assumed from tests/test_cluster.py), which bounds "
-             f"the batch at {count * RECORD_SECONDS / 3600:.1f} h however many workers:"]
+             f"linearly, but the coordinator records results ({RECORDERS} at a time here, "
+             f"about {RECORD_SECONDS:g} s each, assumed from tests/test_cluster.py), which "
+             f"bounds the batch at {count * RECORD_SECONDS / RECORDERS / 3600:.1f} h however "
+             "many workers:"]
     for n in workers:
-        hours = max(count * per_lab / n, count * RECORD_SECONDS) / 3600
+        hours = max(count * per_lab / n, count * RECORD_SECONDS / RECORDERS) / 3600
         lines.append(f"   N={n:>2}: {hours:.1f} h")
     return "\n".join(lines)
 
