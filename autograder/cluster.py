@@ -179,16 +179,13 @@ def grade_on_cluster(lab: str, students: list[str], root: Path, db_url: str, rel
                    file=sys.stderr)
         stack.callback(bar.close)
 
-        def recorded(job: Future, student: str) -> None:
-            found, failed[student] = job.result()
-            problems[student] = "; ".join(p for p in (problems[student], found) if p)
-            done.append(student)
-
         def collect(wait: bool) -> None:
             """Take in the recordings that finished (all of them, with ``wait``)."""
-            for job in list(recording):
-                if wait or job.done():
-                    recorded(job, recording.pop(job))
+            for job in [j for j in recording if wait or j.done()]:
+                student = recording.pop(job)
+                found, failed[student] = job.result()
+                problems[student] = "; ".join(p for p in (problems[student], found) if p)
+                done.append(student)
 
         try:
             for future in as_completed(futures, loop=client.loop):

@@ -237,13 +237,12 @@ def _sees(cell: _Cell, reader: _Cell, name: str, runners: list[_Cell]) -> bool:
     after = [r.index for r in runners
              if r.kind != "test" and r.index > cell.index and name in r.names.defines]
     until = min(after, default=float("inf"))
-    if reader.kind != "test" and name in reader.names.fn_reads:
+    if name in reader.names.fn_reads:  # a test's are among its reads (see plan)
         if cell.index < reader.index < until:
             return True
         if reader.index < cell.index and any(cell.index < r.index < until for r in runners):
             return True
-    reads = reader.names.reads | (reader.names.fn_reads if reader.kind == "test" else set())
-    return cell.index < reader.index <= until and name in reads
+    return cell.index < reader.index <= until and name in reader.names.reads
 
 
 def _same_import(cell: _Cell, name: str, binders: list[_Cell]) -> bool:
@@ -279,13 +278,14 @@ def plan(submitted: NotebookNode, trusted: NotebookNode) -> Plan:
         else:
             cells.append(_Cell(index, "test" if is_test_cell(cell) else "runs",
                                names_of(cell.source), grade_id))
-    # A test runs in the harness: the setup cells' names, and what tests bind, are its own.
+    # A test runs in the harness: the setup cells' names, and what tests bind, are its own;
+    # its functions and lambdas run while the test does, so their reads are the test's reads.
     own = set().union(*[c.names.defines for c in cells if c.kind == "test"
                         or is_setup_cell(submitted.cells[c.index])])
     for cell in cells:
         if cell.kind == "test":
-            cell.names.reads -= own
-            cell.names.fn_reads -= own
+            cell.names.reads = (cell.names.reads | cell.names.fn_reads) - own
+            cell.names.fn_reads = set()
     needed: list[_Cell] = []
     while True:
         binders = [c for c in cells if c.kind == "runs"] + needed

@@ -454,12 +454,10 @@ def grade(lab: str | None = None, root: Path = REPO_ROOT, db_url: str | None = N
     results: list[StudentResult] = []
     for name in resolve_labs(lab, root):
         who = students if students is not None else find_students(name, root)
-        kept: list[str] = []  # --missing: graded before; their rows go into the table as they are
-        if missing:
+        if missing:  # those graded before go into the table as they are
             done = graded_students(name, db_url, root)
-            kept = [s for s in who if s in done]
+            results.extend(_results(name, [s for s in who if s in done], db_url, {}, {}))
             who = [s for s in who if s not in done]
-            results.extend(_results(name, kept, db_url, {}, {}))
         refused = [s for s in who if not safe_name(s)]
         who = [s for s in who if safe_name(s)]
         results.extend(StudentResult(student=printable(s), lab=name, problem=(

@@ -25,7 +25,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from .config import GradeConfig, course_id
-from .grade import IGNORED_STDERR
+from .grade import IGNORED_STDERR, PARENT_ENV
 from .instructor_cells import CourseFailure, course_failures
 from .sandbox import NO_SANDBOX, course_lib_dir
 
@@ -305,8 +305,6 @@ def die_with_grader() -> None:
     """Ask Linux to kill this process when the grader that started it dies (its pid is in
     ``COURSE_GRADER_PID``): a worker runs in its own session, so a killed Dask worker or
     coordinator would otherwise leave it grading for nobody. Elsewhere, nothing happens."""
-    from .grade import PARENT_ENV
-
     parent = os.environ.pop(PARENT_ENV, "")
     if not parent.isdigit() or not sys.platform.startswith("linux"):
         return
