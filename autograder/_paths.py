@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
-import shutil
 import sys
 from pathlib import Path
 
@@ -54,12 +54,13 @@ def tool_env() -> dict[str, str]:
 
 
 def nbgrader_cmd() -> list[str]:
-    """The nbgrader command line of this environment."""
-    exe = Path(sys.executable).parent / "nbgrader"
-    if exe.exists():
-        return [str(exe)]
-    found = shutil.which("nbgrader")
-    if found is None:
+    """The nbgrader command line of this environment: its ``nbgrader`` command's entry point,
+    run by this interpreter without the modules of ``autograder.UNLOADED_MODULES``."""
+    from . import UNLOADED_MODULES
+
+    if importlib.util.find_spec("nbgrader") is None:
         raise CourseError("nbgrader is not installed in this environment: run `make test` or "
                           "`pip install -e .` first.")
-    return [found]
+    return [sys.executable, "-c", "import sys\n"
+            f"for name in {UNLOADED_MODULES!r}: sys.modules[name] = None\n"
+            "from nbgrader.apps.nbgraderapp import main\nsys.exit(main())"]

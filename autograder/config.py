@@ -31,6 +31,13 @@ DEFAULT_INFRASTRUCTURE_RETRIES = 2  # runs of a notebook again after a failure o
 # timeout in wall-clock time (a cap, so that no load, real or made by the submission, stretches
 # a cell without end).
 DEFAULT_TIMEOUT_STRETCH = 4.0
+# Settings grading depends on, set by the grading worker itself so that a course folder without
+# our nbgrader_config.py grades the same (the config file mirrors them for plain nbgrader;
+# tests/test_autograder_units.py keeps the two in step).
+IGNORED_STDERR = r"[\s\S]*"  # stderr (warnings, progress bars) never decides a grade
+# The worker reads the grader's pid here and asks the kernel to kill it when the grader dies
+# (a Dask worker killed mid-task: the worker runs in its own session, which nothing else ends).
+PARENT_ENV = "COURSE_GRADER_PID"
 
 
 @dataclass(frozen=True)

@@ -35,7 +35,7 @@ from ._paths import (
     tool_env,
 )
 from .build import generate_release
-from .config import DEFAULT_CELL_TIMEOUT, DEFAULT_NOTEBOOK_TIMEOUT, GradeConfig
+from .config import DEFAULT_CELL_TIMEOUT, DEFAULT_NOTEBOOK_TIMEOUT, PARENT_ENV, GradeConfig
 from .instructor_cells import CourseFailure
 from .safe_output import csv_cell, one_line, printable, safe_name
 from .staging import stage_submission
@@ -43,10 +43,6 @@ from .staging import stage_submission
 DEFAULT_SUBMISSION_TIMEOUT = DEFAULT_NOTEBOOK_TIMEOUT
 __all__ = ["DEFAULT_CELL_TIMEOUT", "DEFAULT_SUBMISSION_TIMEOUT", "GradeConfig", "GradeOptions",
            "grade"]
-# Settings grading depends on, set by the grading worker itself so that a course folder without
-# our nbgrader_config.py grades the same (the config file mirrors them for plain nbgrader;
-# tests/test_autograder_units.py keeps the two in step).
-IGNORED_STDERR = r"[\s\S]*"  # stderr (warnings, progress bars) never decides a grade
 
 
 @dataclass
@@ -238,9 +234,6 @@ def unmark_graded(root: Path, lab: str, student: str) -> None:
 
 
 _RUNNING: set[subprocess.Popen] = set()  # workers in flight, killed on Ctrl-C
-# The worker reads the grader's pid here and asks the kernel to kill it when the grader dies
-# (a Dask worker killed mid-task: the worker runs in its own session, which nothing else ends).
-PARENT_ENV = "COURSE_GRADER_PID"
 _STOPPING = threading.Event()  # set on Ctrl-C: a killed worker is not started again
 WORKER_RETRIES = 1  # starts of a worker again after it died without reporting
 
