@@ -68,6 +68,23 @@ def _loaded_torch() -> Any:
     return sys.modules.get("torch")
 
 
+@contextlib.contextmanager
+def torch_threads(count: int) -> Iterator[None]:
+    """Run the block with torch's intra-op threads of this process set to ``count``, when torch
+    is loaded (an import of it in progress in another thread is waited for)."""
+    if "torch" not in sys.modules:
+        yield
+        return
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 class RemoteDataError(Exception):
     """The kernel's reply is not data the grader accepts (malformed, oversized, wrong type)."""
 

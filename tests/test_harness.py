@@ -340,3 +340,18 @@ def test_load_clock_is_the_wall_clock_on_an_idle_process_or_without_a_pid():
     time.sleep(0.2)
     assert plain.waited() == 0 and plain.left(1) == pytest.approx(0.8, abs=0.1)
     assert LoadClock(os.getpid(), stretch=1).waited() == 0  # stretch 1: a plain wall clock
+
+
+def test_torch_threads_are_set_for_the_block_and_restored():
+    """The harness runs a setup cell on one torch thread while the kernel runs it too."""
+    from autograder.harness import torch_threads
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        with pytest.raises(RuntimeError), torch_threads(1):
+            assert torch.get_num_threads() == 1
+            raise RuntimeError("the setup cell failed")
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
