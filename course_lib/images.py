@@ -16,6 +16,7 @@ import os
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import MappingProxyType
+from typing import NamedTuple
 
 import numpy as np
 import requests
@@ -23,9 +24,11 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 __all__ = [
     "SAMPLE_IMAGES",
+    "Box",
     "ImageLoadError",
     "SampleImage",
     "available_samples",
+    "collage_with_boxes",
     "load_image",
     "make_collage",
     "sample_credit",
@@ -437,3 +440,74 @@ def make_collage(images: Sequence[Image.Image], *, height: int = 224) -> Image.I
         collage.paste(part, (left, 0))
         left += part.width
     return collage
+
+
+class Box(NamedTuple):
+    """Where an object lies in an image, in pixels: columns ``left <= x < right``, rows
+    ``top <= y < bottom`` (right and bottom exclusive, as in slicing ``array[top:bottom,
+    left:right]`` and PIL's ``crop``)."""
+
+    left: int
+    top: int
+    right: int
+    bottom: int
+
+
+def _size_pair(size: int | tuple[int, int]) -> tuple[int, int]:
+    pair = (size, size) if isinstance(size, int) and not isinstance(size, bool) else size
+    if (not isinstance(pair, tuple) or len(pair) != 2
+            or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in pair)):
+        raise ValueError(f"size must be a positive int or a (width, height) pair of them, "
+                         f"got {size!r}.")
+    return pair
+
+
+def collage_with_boxes(images: Sequence[Image.Image], *, size: int | tuple[int, int] = 224
+                       ) -> tuple[Image.Image, list[Box]]:
+    """Place images side by side in a canvas of exactly ``size``, and say where each one went.
+
+    The canvas is cut into as many columns of equal width as there are images (the last column
+    takes the pixels left over); each image is resized to fit its column, keeping its aspect
+    ratio, and centred in it on white. A 224 x 224 collage needs no resize or crop before a
+    classifier (``preprocess_image(collage, imagenet_transform(224, 224))``), so the boxes are
+    also positions in the model's input and in any 224 x 224 attribution map of it.
+
+    Args:
+        images: one or more PIL images, any mode and size (e.g. ``sample_image("cat")`` and
+            ``sample_image("coffee")``).
+        size: the canvas's side, or its ``(width, height)``, in pixels; at least one pixel of
+            width per image.
+
+    Returns:
+        ``(collage, boxes)``: a new ``"RGB"`` image of ``size``, and for each image, in order,
+        the :class:`Box` its pixels cover (the whole photograph, background included).
+
+    Raises:
+        ValueError: if ``images`` is empty or ``size`` is not positive or too narrow.
+        TypeError: if an element is not a PIL image.
+    """
+    items = list(images)
+    if not items:
+        raise ValueError("collage_with_boxes needs at least one image, got an empty sequence.")
+    width, height = _size_pair(size)
+    if width < len(items):
+        raise ValueError(f"a collage of {len(items)} images needs a width of at least "
+                         f"{len(items)} pixels, got {width}.")
+    column = width // len(items)
+    collage = Image.new("RGB", (width, height), _WHITE)
+    boxes: list[Box] = []
+    for position, img in enumerate(items):
+        if not isinstance(img, Image.Image):
+            raise TypeError(
+                f"collage_with_boxes expects PIL images; element {position} is "
+                f"{type(img).__name__}. Load files with load_image or sample_image first."
+            )
+        start = position * column
+        cell = width - start if position == len(items) - 1 else column
+        scale = min(cell / img.width, height / img.height)
+        w = min(cell, max(1, round(img.width * scale)))
+        h = min(height, max(1, round(img.height * scale)))
+        left, top = start + (cell - w) // 2, (height - h) // 2
+        collage.paste(_to_rgb(img).resize((w, h), Image.Resampling.BICUBIC), (left, top))
+        boxes.append(Box(left, top, left + w, top + h))
+    return collage, boxes

@@ -17,14 +17,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 import requests
+import torch
 from PIL import Image
 
 from course_lib import images
 from course_lib.images import (
     SAMPLE_IMAGES,
+    Box,
     ImageLoadError,
     SampleImage,
     available_samples,
+    collage_with_boxes,
     load_image,
     make_collage,
     sample_credit,
@@ -382,3 +385,62 @@ def test_make_collage_rejects_bad_input():
         make_collage([Image.new("RGB", (2, 2))], height=0)
     with pytest.raises(TypeError, match="element 1"):
         make_collage([Image.new("RGB", (2, 2)), np.zeros((2, 2, 3))])
+
+
+def _coloured(box: Box, pixels: np.ndarray) -> bool:
+    """Every pixel inside ``box`` differs from white, and the rows and columns just outside it
+    (within the canvas) are white."""
+    inside = pixels[box.top:box.bottom, box.left:box.right]
+    if (inside == 255).all(axis=-1).any():
+        return False
+    height, width = pixels.shape[:2]
+    edges = [pixels[box.top:box.bottom, box.left - 1] if box.left > 0 else None,
+             pixels[box.top:box.bottom, box.right] if box.right < width else None,
+             pixels[box.top - 1, box.left:box.right] if box.top > 0 else None,
+             pixels[box.bottom, box.left:box.right] if box.bottom < height else None]
+    return all((edge == 255).all() for edge in edges if edge is not None)
+
+
+def test_collage_with_boxes_says_where_each_image_lies():
+    wide = Image.new("RGB", (100, 50), (255, 0, 0))  # 2:1, fills its column's width
+    tall = Image.new("RGBA", (30, 60), (0, 0, 255, 255))  # 1:2, fills its column's height
+    collage, boxes = collage_with_boxes([wide, tall], size=(120, 80))
+    assert collage.mode == "RGB" and collage.size == (120, 80)
+    assert boxes == [Box(0, 25, 60, 55), Box(70, 0, 110, 80)]
+    pixels = _pixels(collage)
+    assert all(_coloured(box, pixels) for box in boxes)
+    assert pixels[30, 10].tolist() == [255, 0, 0] and pixels[40, 90].tolist() == [0, 0, 255]
+
+
+def test_collage_of_two_samples_is_a_model_input_with_its_boxes():
+    from course_lib.preprocessing import imagenet_transform, preprocess_image
+
+    collage, (cat, coffee) = collage_with_boxes([sample_image("cat"), sample_image("coffee")])
+    assert collage.size == (224, 224)
+    assert cat.right <= coffee.left and cat.right - cat.left == coffee.right - coffee.left == 112
+    assert (cat.bottom - cat.top, coffee.bottom - coffee.top) == (round(300 * 112 / 451), 75)
+    x = preprocess_image(collage, imagenet_transform(224, 224))
+    assert x.shape == (1, 3, 224, 224)
+    white = x[0, :, 0, 0]  # the corner, outside both photographs: white, normalised
+    assert torch.allclose(x[0, :, cat.top - 1, 50], white) and not torch.allclose(
+        x[0, :, cat.top + 10, 50], white)
+
+
+def test_collage_with_boxes_gives_the_last_column_the_pixels_left_over():
+    squares = [Image.new("RGB", (10, 10), colour) for colour in ((9, 9, 9), (99, 99, 99),
+                                                                   (199, 0, 0))]
+    collage, boxes = collage_with_boxes(squares, size=(100, 30))
+    assert [b.right - b.left for b in boxes] == [30, 30, 30]  # squares: limited by 33 and 34
+    assert boxes[2].left == 66 + (34 - 30) // 2 and boxes[2].right <= 100
+    assert all(_coloured(box, _pixels(collage)) for box in boxes)
+
+
+def test_collage_with_boxes_rejects_bad_input():
+    with pytest.raises(ValueError, match="at least one image"):
+        collage_with_boxes([])
+    with pytest.raises(ValueError, match="size must be"):
+        collage_with_boxes([sample_image("cat")], size=0)
+    with pytest.raises(ValueError, match="width of at least 3"):
+        collage_with_boxes([sample_image("cat")] * 3, size=(2, 10))
+    with pytest.raises(TypeError, match="element 1 is ndarray"):
+        collage_with_boxes([sample_image("cat"), np.zeros((4, 4, 3))])
