@@ -18,9 +18,11 @@ from course_lib.hooks import (
 )
 from course_lib.images import (
     SAMPLE_IMAGES,
+    Box,
     ImageLoadError,
     SampleImage,
     available_samples,
+    collage_with_boxes,
     load_image,
     make_collage,
     sample_credit,
@@ -57,6 +59,7 @@ from course_lib.plotting import (
     show_filter_grid,
     show_image,
     show_image_grid,
+    show_trust_table,
 )
 from course_lib.preprocessing import (
     IMAGENET_MEAN,
@@ -74,14 +77,15 @@ __version__ = "0.1.0"
 
 __all__ = [
     "DEFAULT_MODEL", "IMAGENET_MEAN", "IMAGENET_STD", "MODEL_SPECS", "NUM_IMAGENET_CLASSES",
-    "SAMPLE_IMAGES", "ImageLoadError", "LabelIndexError", "LayerNotReachedError", "ModelSpec",
-    "ModulePathError", "Prediction", "SampleImage", "StopForward", "UnknownModelError",
-    "WeightsUnavailableError", "available_samples", "capture_activations", "capture_gradients",
-    "compare_attributions", "compare_signed_maps", "count_hooks", "denormalize", "fetch_weights",
-    "forward_progress", "forward_until", "get_module", "get_stages", "get_target_layer",
-    "imagenet_labels", "imagenet_transform", "index_to_label", "label_to_index", "layer_summary",
-    "load_image", "load_model", "make_collage", "normalize", "overlay_attribution", "postprocess",
-    "prepare_for_attribution", "preprocess_image", "sample_credit", "sample_image",
-    "show_filter_grid", "show_image", "show_image_grid", "standin_weights_active",
-    "tensor_to_image", "weights_notice", "write_standin_weights",
+    "SAMPLE_IMAGES", "Box", "ImageLoadError", "LabelIndexError", "LayerNotReachedError",
+    "ModelSpec", "ModulePathError", "Prediction", "SampleImage", "StopForward",
+    "UnknownModelError", "WeightsUnavailableError", "available_samples", "capture_activations",
+    "capture_gradients", "collage_with_boxes", "compare_attributions", "compare_signed_maps",
+    "count_hooks", "denormalize", "fetch_weights", "forward_progress", "forward_until",
+    "get_module", "get_stages", "get_target_layer", "imagenet_labels", "imagenet_transform",
+    "index_to_label", "label_to_index", "layer_summary", "load_image", "load_model",
+    "make_collage", "normalize", "overlay_attribution", "postprocess", "prepare_for_attribution",
+    "preprocess_image", "sample_credit", "sample_image", "show_filter_grid", "show_image",
+    "show_image_grid", "show_trust_table", "standin_weights_active", "tensor_to_image",
+    "weights_notice", "write_standin_weights",
 ]

@@ -36,6 +36,7 @@ __all__ = [
     "show_filter_grid",
     "show_image",
     "show_image_grid",
+    "show_trust_table",
 ]
 
 ImageLike = Image.Image | np.ndarray | torch.Tensor
@@ -537,6 +538,101 @@ def compare_signed_maps(
         ax.set_axis_off()
         ax.set_title(name)
     fig.colorbar(mappable, ax=list(flat[1:]), label=label, shrink=0.9)
+    lines = [text for text in (title, standin_note) if text]
+    if lines:
+        fig.suptitle("\n".join(lines))
+    return fig
+
+
+# --------------------------------------------------------------------------- trust table
+
+_DIRECTIONS = ("higher", "lower")
+
+
+def show_trust_table(
+    scores: Mapping[str, Mapping[str, float | None]],
+    better: Mapping[str, str],
+    *,
+    title: str | None = None,
+    standin_note: str | None = None,
+    fmt: str = "{:.2f}",
+    cmap: str = "RdYlGn",
+) -> Figure:
+    """A table of test results, one row per explanation method and one column per test,
+    each cell coloured by how well the method does on that test compared with the others.
+
+    Colours are relative within a column: the best method's cell gets the colour map's top
+    (green with ``RdYlGn``), the worst its bottom (red), the others in between by value (a
+    column whose values are all equal is drawn in the middle colour). ``better`` says which
+    end is best, since the tests disagree (a randomisation check's rank correlation should be
+    *low*, an insertion curve's area *high*). Each cell shows its value; a missing value
+    (``None``, NaN, or a test absent from a method's row) is drawn grey and reads "n/a".
+
+    Args:
+        scores: ``{method: {test: value}}``, rows in display order (e.g.
+            ``{"Saliency": {"randomisation": 0.12, "deletion AUC": 0.08}, ...}``).
+        better: ``{test: "higher" | "lower"}``, columns in display order; every test of
+            ``scores`` must be here.
+        title: title over the table.
+        standin_note: a line shown under the title (see :func:`compare_attributions`).
+        fmt: format of the values, e.g. ``"{:.0%}"``.
+        cmap: a colour map running from bad to good.
+
+    Returns:
+        A new figure holding the table.
+
+    Raises:
+        ValueError: if ``scores`` or ``better`` is empty, a direction is neither "higher" nor
+            "lower", or a method has a test that ``better`` does not name.
+    """
+    if not scores:
+        raise ValueError("show_trust_table needs at least one method; got an empty mapping.")
+    if not better:
+        raise ValueError("show_trust_table needs at least one test in `better`; got none.")
+    wrong = {test: way for test, way in better.items() if way not in _DIRECTIONS}
+    if wrong:
+        raise ValueError(f"each direction must be 'higher' or 'lower'; got {wrong}.")
+    tests = [str(test) for test in better]
+    for method, row in scores.items():
+        unknown = sorted(set(map(str, row)) - set(tests))
+        if unknown:
+            raise ValueError(f"method {method!r} has tests {unknown} that `better` does not "
+                             f"name; `better` has {tests}.")
+    methods = [str(m) for m in scores]
+    values = np.full((len(methods), len(tests)), np.nan)
+    for i, row in enumerate(scores.values()):
+        for j, test in enumerate(tests):
+            value = {str(k): v for k, v in row.items()}.get(test)
+            values[i, j] = np.nan if value is None else float(value)
+    goodness = np.full_like(values, np.nan)
+    for j, test in enumerate(tests):
+        column = values[:, j]
+        known = ~np.isnan(column)
+        if not known.any():
+            continue
+        low, high = column[known].min(), column[known].max()
+        scaled = np.full_like(column, 0.5) if high == low else (column - low) / (high - low)
+        goodness[:, j] = scaled if better[test] == "higher" else 1.0 - scaled
+    colours = plt.get_cmap(cmap)
+    fig, ax = plt.subplots(figsize=(1.6 + 1.5 * len(tests), 0.8 + 0.45 * len(methods)),
+                           layout="constrained")
+    for i in range(len(methods)):
+        for j in range(len(tests)):
+            known = not np.isnan(values[i, j])
+            face = colours(goodness[i, j]) if known else (0.85, 0.85, 0.85, 1.0)
+            ax.add_patch(plt.Rectangle((j, i), 1, 1, facecolor=face, edgecolor="white",
+                                       linewidth=2))
+            ax.text(j + 0.5, i + 0.5, fmt.format(values[i, j]) if known else "n/a",
+                    ha="center", va="center", fontsize=9)
+    ax.set_xlim(0, len(tests))
+    ax.set_ylim(len(methods), 0)
+    ax.set_xticks(np.arange(len(tests)) + 0.5,
+                  [f"{t}\n({better[t]} is better)" for t in tests], fontsize=8)
+    ax.set_yticks(np.arange(len(methods)) + 0.5, methods)
+    ax.xaxis.tick_top()
+    ax.tick_params(length=0)
+    for spine in ax.spines.values():
+        spine.set_visible(False)
     lines = [text for text in (title, standin_note) if text]
     if lines:
         fig.suptitle("\n".join(lines))

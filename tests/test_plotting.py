@@ -16,6 +16,7 @@ from course_lib.plotting import (
     show_filter_grid,
     show_image,
     show_image_grid,
+    show_trust_table,
 )
 from course_lib.preprocessing import normalize
 
@@ -311,3 +312,58 @@ def test_compare_signed_maps_draws_an_all_zero_map():
 def test_compare_signed_maps_rejects_bad_input(maps, kwargs, pattern):
     with pytest.raises(ValueError, match=pattern):
         compare_signed_maps(_pil(), maps, **kwargs)
+
+
+# --------------------------------------------------------------------------- trust table
+
+
+def _cells(fig: Figure) -> dict[str, tuple]:
+    """Text of each cell -> its face colour (every value in these tests is distinct)."""
+    ax = fig.axes[0]
+    faces = {(round(p.get_x()), round(p.get_y())): p.get_facecolor() for p in ax.patches}
+    return {t.get_text(): faces[(int(t.get_position()[0]), int(t.get_position()[1]))]
+            for t in ax.texts}
+
+
+def test_trust_table_colours_each_column_by_its_own_direction():
+    cmap = plt.get_cmap("RdYlGn")
+    fig = show_trust_table(
+        {"Saliency": {"randomisation": 0.10, "insertion": 0.30},
+         "Guided Backprop": {"randomisation": 0.90, "insertion": 0.50},
+         "Grad-CAM": {"randomisation": 0.20, "insertion": None}},
+        {"randomisation": "lower", "insertion": "higher"}, title="Trust", fmt="{:.2f}")
+    cells = _cells(fig)
+    assert cells["0.10"] == pytest.approx(cmap(1.0)) and cells["0.90"] == pytest.approx(cmap(0.0))
+    assert cells["0.20"] == pytest.approx(cmap(0.875))  # lower is better: 1 - 0.1 / 0.8
+    assert cells["0.50"] == pytest.approx(cmap(1.0)) and cells["0.30"] == pytest.approx(cmap(0.0))
+    assert cells["n/a"] == pytest.approx((0.85, 0.85, 0.85, 1.0))
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["Saliency", "Guided Backprop",
+                                                            "Grad-CAM"]
+    assert [t.get_text() for t in ax.get_xticklabels()] == [
+        "randomisation\n(lower is better)", "insertion\n(higher is better)"]
+    assert fig._suptitle.get_text() == "Trust"
+    plt.close(fig)
+
+
+def test_trust_table_draws_an_equal_column_in_the_middle_and_a_missing_test_as_na():
+    cmap = plt.get_cmap("RdYlGn")
+    fig = show_trust_table({"A": {"pointing": 1.0}, "B": {"pointing": 1.0, "energy": 0.4}},
+                           {"pointing": "higher", "energy": "higher"}, fmt="{:.1f}")
+    ax = fig.axes[0]
+    faces = [p.get_facecolor() for p in ax.patches]
+    texts = [t.get_text() for t in ax.texts]
+    assert texts == ["1.0", "n/a", "1.0", "0.4"]
+    assert faces[0] == pytest.approx(cmap(0.5)) and faces[3] == pytest.approx(cmap(0.5))
+    plt.close(fig)
+
+
+def test_trust_table_rejects_what_it_cannot_draw():
+    with pytest.raises(ValueError, match="at least one method"):
+        show_trust_table({}, {"a": "higher"})
+    with pytest.raises(ValueError, match="at least one test"):
+        show_trust_table({"A": {}}, {})
+    with pytest.raises(ValueError, match="'higher' or 'lower'.*'up'"):
+        show_trust_table({"A": {"a": 1.0}}, {"a": "up"})
+    with pytest.raises(ValueError, match=r"method 'A' has tests \['b'\].*has \['a'\]"):
+        show_trust_table({"A": {"a": 1.0, "b": 2.0}}, {"a": "higher"})
