@@ -402,6 +402,20 @@ def sample_credit(name: str) -> str:
 # --------------------------------------------------------------------------- collage
 
 
+def _pil_images(images: Sequence[Image.Image], caller: str) -> list[Image.Image]:
+    """``images`` as a list, checked: not empty, every element a PIL image."""
+    items = list(images)
+    if not items:
+        raise ValueError(f"{caller} needs at least one image, got an empty sequence.")
+    for position, img in enumerate(items):
+        if not isinstance(img, Image.Image):
+            raise TypeError(
+                f"{caller} expects PIL images; element {position} is "
+                f"{type(img).__name__}. Load files with load_image or sample_image first."
+            )
+    return items
+
+
 def make_collage(images: Sequence[Image.Image], *, height: int = 224) -> Image.Image:
     """Place images side by side at a common height (e.g. a cat next to a coffee cup).
 
@@ -420,18 +434,11 @@ def make_collage(images: Sequence[Image.Image], *, height: int = 224) -> Image.I
         ValueError: if ``images`` is empty or ``height`` is not positive.
         TypeError: if an element is not a PIL image.
     """
-    items = list(images)
-    if not items:
-        raise ValueError("make_collage needs at least one image, got an empty sequence.")
+    items = _pil_images(images, "make_collage")
     if isinstance(height, bool) or not isinstance(height, int) or height < 1:
         raise ValueError(f"height must be a positive int (pixels), got {height!r}.")
     resized: list[Image.Image] = []
-    for position, img in enumerate(items):
-        if not isinstance(img, Image.Image):
-            raise TypeError(
-                f"make_collage expects PIL images; element {position} is "
-                f"{type(img).__name__}. Load files with load_image or sample_image first."
-            )
+    for img in items:
         width = max(1, round(img.width * height / img.height))
         resized.append(_to_rgb(img).resize((width, height), Image.Resampling.BICUBIC))
     collage = Image.new("RGB", (sum(r.width for r in resized), height), _WHITE)
@@ -486,9 +493,7 @@ def collage_with_boxes(images: Sequence[Image.Image], *, size: int | tuple[int, 
         ValueError: if ``images`` is empty or ``size`` is not positive or too narrow.
         TypeError: if an element is not a PIL image.
     """
-    items = list(images)
-    if not items:
-        raise ValueError("collage_with_boxes needs at least one image, got an empty sequence.")
+    items = _pil_images(images, "collage_with_boxes")
     width, height = _size_pair(size)
     if width < len(items):
         raise ValueError(f"a collage of {len(items)} images needs a width of at least "
@@ -497,11 +502,6 @@ def collage_with_boxes(images: Sequence[Image.Image], *, size: int | tuple[int, 
     collage = Image.new("RGB", (width, height), _WHITE)
     boxes: list[Box] = []
     for position, img in enumerate(items):
-        if not isinstance(img, Image.Image):
-            raise TypeError(
-                f"collage_with_boxes expects PIL images; element {position} is "
-                f"{type(img).__name__}. Load files with load_image or sample_image first."
-            )
         start = position * column
         cell = width - start if position == len(items) - 1 else column
         scale = min(cell / img.width, height / img.height)

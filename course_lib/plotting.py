@@ -592,18 +592,19 @@ def show_trust_table(
     wrong = {test: way for test, way in better.items() if way not in _DIRECTIONS}
     if wrong:
         raise ValueError(f"each direction must be 'higher' or 'lower'; got {wrong}.")
-    tests = [str(test) for test in better]
-    for method, row in scores.items():
-        unknown = sorted(set(map(str, row)) - set(tests))
+    ways = {str(test): way for test, way in better.items()}
+    tests = list(ways)
+    methods = [str(m) for m in scores]
+    values = np.full((len(methods), len(tests)), np.nan)
+    for i, (method, row) in enumerate(scores.items()):
+        named = {str(test): value for test, value in row.items()}
+        unknown = sorted(set(named) - set(tests))
         if unknown:
             raise ValueError(f"method {method!r} has tests {unknown} that `better` does not "
                              f"name; `better` has {tests}.")
-    methods = [str(m) for m in scores]
-    values = np.full((len(methods), len(tests)), np.nan)
-    for i, row in enumerate(scores.values()):
         for j, test in enumerate(tests):
-            value = {str(k): v for k, v in row.items()}.get(test)
-            values[i, j] = np.nan if value is None else float(value)
+            if named.get(test) is not None:
+                values[i, j] = float(named[test])
     goodness = np.full_like(values, np.nan)
     for j, test in enumerate(tests):
         column = values[:, j]
@@ -612,7 +613,7 @@ def show_trust_table(
             continue
         low, high = column[known].min(), column[known].max()
         scaled = np.full_like(column, 0.5) if high == low else (column - low) / (high - low)
-        goodness[:, j] = scaled if better[test] == "higher" else 1.0 - scaled
+        goodness[:, j] = scaled if ways[test] == "higher" else 1.0 - scaled
     colours = plt.get_cmap(cmap)
     fig, ax = plt.subplots(figsize=(1.6 + 1.5 * len(tests), 0.8 + 0.45 * len(methods)),
                            layout="constrained")
@@ -627,7 +628,7 @@ def show_trust_table(
     ax.set_xlim(0, len(tests))
     ax.set_ylim(len(methods), 0)
     ax.set_xticks(np.arange(len(tests)) + 0.5,
-                  [f"{t}\n({better[t]} is better)" for t in tests], fontsize=8)
+                  [f"{t}\n({ways[t]} is better)" for t in tests], fontsize=8)
     ax.set_yticks(np.arange(len(methods)) + 0.5, methods)
     ax.xaxis.tick_top()
     ax.tick_params(length=0)
