@@ -626,6 +626,15 @@ class KernelLink:
             self._rng_synced = _rng_snapshot()
         return value
 
+    def adopt_kernel_rng(self) -> None:
+        """Take the kernel's global RNG states as this process's (and as the synced ones).
+
+        The notebook's own cells draw from the kernel's generators between two test cells, so
+        the kernel's state moves on without this process knowing; a test's
+        ``torch.manual_seed(0)`` could then equal the last synced state and not be sent.
+        """
+        self.request("rng")
+
     def _pickle(self, payload: dict) -> bytes:
         fresh: dict[int, Any] = {}
 
@@ -842,13 +851,17 @@ class Harness:
         if self.setup_failures:
             return TestOutcome(False, "SetupError", self.setup_failures[0])
         try:
-            self.connect()
+            link = self.connect()
         except Exception as exc:  # noqa: BLE001 - no kernel to test against
             return TestOutcome(False, "KernelUnresponsive", _short(str(exc)))
+        synced = False
         for part, code in (("visible", visible), ("hidden", hidden)):
             if not code.strip():
                 continue
             try:
+                if not synced:  # a test cell starts from the RNG states the notebook left
+                    link.adopt_kernel_rng()
+                    synced = True
                 compiled = compile(code, f"<{part} tests of {grade_id}>", "exec")
                 with self._quiet():
                     exec(compiled, self.ns)

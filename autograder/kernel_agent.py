@@ -161,6 +161,8 @@ def _install(shell):
             for key in data.get("keys", []):
                 handles.pop(key, None)
             return None, False
+        if op == "rng":  # the grader adopts the state the notebook's own cells left
+            return None, True
         target = resolve(data["target"])
         if op == "get":
             return target, False

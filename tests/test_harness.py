@@ -126,7 +126,13 @@ class Liar:
     def __bool__(self):
         return True
 
+class Figure:
+    @property
+    def drawn(self):  # a read that draws from the RNG, as a figure cell of the notebook would
+        return float(torch.rand(1))
+
 liar = Liar()
+figure = Figure()
 values = [1, "two", (3.0, None)]
 model = nn.Linear(2, 2)
 # rewire cell execution as an attacker would: every later cell becomes "pass"
@@ -216,6 +222,21 @@ def test_global_rng_is_shared_with_the_kernel(link):
             "assert torch.equal(_a, _c) and not torch.equal(_a, _b)\n")
     h.ns["torch"] = torch
     assert h.run_test("test_rng", code).passed
+
+
+def test_a_test_cell_starts_from_the_rng_state_the_notebooks_cells_left(link):
+    """The notebook's own cells draw from the kernel's RNG between two test cells: a test cell
+    must start from that state, as it would in the notebook (a seed the test sets must then
+    reach the kernel even when it equals the state the grader last saw)."""
+    h = Harness(0, lambda: link)
+    h.link = link
+    h.ns["torch"] = torch
+    assert h.run_test("test_sync", "_ = noisy(1)\n").passed  # grader and kernel in step
+    # The kernel draws on its own (a read does not sync the RNGs), as the notebook's cells do.
+    link.request("getattr", Remote(link, {"g": "figure"}), name="drawn")
+    code = ("_state = torch.get_rng_state()\n_a = noisy(3)\ntorch.set_rng_state(_state)\n"
+            "assert torch.equal(_a, torch.randn(3))\n")
+    assert h.run_test("test_after_figure", code).passed
 
 
 def test_failures_name_the_cause_without_test_code(link):
