@@ -2,10 +2,12 @@
 
 Small, typed, tested functions the notebooks import, so that students spend their time on the
 ideas (the TODO cells) rather than on plumbing. No student work lives here. Modules:
-``labels``, ``images``, ``preprocessing``, ``models``, ``hooks``, ``plotting`` and ``testing``
-(tiny seeded models for the labs' tests, not re-exported here).
+``labels``, ``images``, ``preprocessing``, ``models``, ``hooks``, ``plotting``, ``explain`` (the
+library methods Lab 3 tests) and ``testing`` (tiny seeded models for the labs' tests, not
+re-exported here).
 """
 
+from course_lib.explain import METHOD_NAMES, Explainer, edge_detector, explanation_methods
 from course_lib.hooks import (
     LayerNotReachedError,
     StopForward,
@@ -76,16 +78,17 @@ from course_lib.preprocessing import (
 __version__ = "0.1.0"
 
 __all__ = [
-    "DEFAULT_MODEL", "IMAGENET_MEAN", "IMAGENET_STD", "MODEL_SPECS", "NUM_IMAGENET_CLASSES",
-    "SAMPLE_IMAGES", "Box", "ImageLoadError", "LabelIndexError", "LayerNotReachedError",
-    "ModelSpec", "ModulePathError", "Prediction", "SampleImage", "StopForward",
-    "UnknownModelError", "WeightsUnavailableError", "available_samples", "capture_activations",
-    "capture_gradients", "collage_with_boxes", "compare_attributions", "compare_signed_maps",
-    "count_hooks", "denormalize", "fetch_weights", "forward_progress", "forward_until",
-    "get_module", "get_stages", "get_target_layer", "imagenet_labels", "imagenet_transform",
-    "index_to_label", "label_to_index", "layer_summary", "load_image", "load_model",
-    "make_collage", "normalize", "overlay_attribution", "postprocess", "prepare_for_attribution",
-    "preprocess_image", "sample_credit", "sample_image", "show_filter_grid", "show_image",
-    "show_image_grid", "show_trust_table", "standin_weights_active", "tensor_to_image",
-    "weights_notice", "write_standin_weights",
+    "DEFAULT_MODEL", "IMAGENET_MEAN", "IMAGENET_STD", "METHOD_NAMES", "MODEL_SPECS",
+    "NUM_IMAGENET_CLASSES", "SAMPLE_IMAGES", "Box", "Explainer", "ImageLoadError",
+    "LabelIndexError", "LayerNotReachedError", "ModelSpec", "ModulePathError", "Prediction",
+    "SampleImage", "StopForward", "UnknownModelError", "WeightsUnavailableError",
+    "available_samples", "capture_activations", "capture_gradients", "collage_with_boxes",
+    "compare_attributions", "compare_signed_maps", "count_hooks", "denormalize", "edge_detector",
+    "explanation_methods", "fetch_weights", "forward_progress", "forward_until", "get_module",
+    "get_stages", "get_target_layer", "imagenet_labels", "imagenet_transform", "index_to_label",
+    "label_to_index", "layer_summary", "load_image", "load_model", "make_collage", "normalize",
+    "overlay_attribution", "postprocess", "prepare_for_attribution", "preprocess_image",
+    "sample_credit", "sample_image", "show_filter_grid", "show_image", "show_image_grid",
+    "show_trust_table", "standin_weights_active", "tensor_to_image", "weights_notice",
+    "write_standin_weights",
 ]
