@@ -115,11 +115,13 @@ class Explainer:
             input: N x 3 x H x W batch (not modified).
             target: class index explained for every row.
         Returns:
-            N x H x W detached float tensor; larger is more evidence for ``target``.
+            N x H x W detached float tensor; larger is more evidence for ``target``. Gradients
+            are switched on inside, so a caller's ``torch.no_grad()`` does not break it.
         """
         _check_input(self.method, input)
         x = input.detach().clone()
-        with _eval_mode(model), warnings.catch_warnings():
+        # enable_grad: callers such as Captum's sensitivity_max run explanations under no_grad.
+        with _eval_mode(model), torch.enable_grad(), warnings.catch_warnings():
             # Captum announces each time that it hooks the ReLUs (DeepLift, Guided Backprop):
             # on stderr, which nbgrader's Validate counts as a failed test cell.
             warnings.filterwarnings("ignore", message=r"Setting .*hooks", category=UserWarning)

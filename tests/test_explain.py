@@ -40,6 +40,16 @@ def test_every_method_maps_a_batch_to_one_detached_map_per_row(name, model):
     assert pickle.loads(pickle.dumps(method)) == method  # crosses to a kernel as an argument
 
 
+@pytest.mark.parametrize("name", ["Saliency", "Grad-CAM", "Guided Backprop"])
+def test_methods_work_under_no_grad(name, model):
+    """Captum's sensitivity_max calls the explanation under torch.no_grad()."""
+    method = explanation_methods(LAYER)[name]
+    x = tiny_input(seed=10)
+    with torch.no_grad():
+        inside = method(model, x, 2)
+    assert torch.allclose(inside, method(model, x, 2))
+
+
 def test_pixel_methods_sum_the_librarys_attribution_over_channels(model):
     x = tiny_input(seed=5)
     saliency = Saliency(model).attribute(x.clone().requires_grad_(True), target=2).sum(dim=1)
