@@ -20,6 +20,7 @@ ALL = "all"
 DEMO_MISTAKES = {
     "lab1_interpretability": ("task3_inference", "task8_noise_tunnel"),
     "lab2_inside_convnets": ("task3_gradcam", "task6_saliency"),
+    "lab3_trusting_explanations": ("task2_deletion_insertion", "task5_fooling"),
 }
 
 

@@ -18,12 +18,13 @@ map per input row, where larger means "more evidence for ``target``":
   definition, the others keep their sign);
 - CAM methods (Grad-CAM, Grad-CAM++, Score-CAM) are pytorch-grad-cam's maps, upsampled to the
   input and scaled to [0, 1];
-- Occlusion is the drop of the target's softmax probability when a patch is set to 0, averaged
-  over the patches covering each pixel (signed).
+- Occlusion is the drop of the target's logit when a patch is set to 0, averaged over the
+  patches covering each pixel (signed; Captum's ``Occlusion`` on the model's output).
 
-These are what Lab 3 measures, not what earlier labs grade: the maps are channel sums (Lab 2's
-saliency takes the maximum over channels), Occlusion is Captum's, and the CAMs use the library's
-hooks, which Lab 2's Grad-CAM tests refuse.
+These are what Lab 3 measures, not what earlier labs grade: the maps are channel sums (Lab 1's
+functions return attributions per channel, Lab 2's saliency takes the maximum over channels),
+Occlusion drops the logit (Lab 2's Task 5 asks for the probability), and the CAMs use the
+library's hooks, which Lab 2's Grad-CAM tests refuse.
 """
 
 from __future__ import annotations
@@ -86,7 +87,7 @@ class Explainer:
         sigma: SmoothGrad's noise standard deviation, in the input's (normalised) units.
         steps: Integrated Gradients' steps (zero baseline).
         channels: Score-CAM's channels (those of largest spatial variance); None for all.
-        patch: Occlusion's square side, in pixels.
+        patch: Occlusion's square side, in pixels (the drop of the target's logit).
         stride: Occlusion's step between patches.
         batch_size: rows per forward pass for SmoothGrad, IG, Score-CAM and Occlusion.
     """
@@ -171,11 +172,8 @@ class Explainer:
     def _occlusion(self, model: nn.Module, x: Tensor, target: int) -> Tensor:
         from captum.attr import Occlusion
 
-        def probability(batch: Tensor) -> Tensor:
-            return F.softmax(model(batch), dim=1)
-
         with torch.no_grad():
-            drops = Occlusion(probability).attribute(
+            drops = Occlusion(model).attribute(
                 x, target=target, sliding_window_shapes=(x.shape[1], self.patch, self.patch),
                 strides=(x.shape[1], self.stride, self.stride), baselines=0,
                 perturbations_per_eval=self.batch_size)

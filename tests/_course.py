@@ -14,7 +14,8 @@ from autograder._paths import REPO_ROOT
 
 LAB1 = "lab1_interpretability"
 LAB2 = "lab2_inside_convnets"
-LABS = (LAB1, LAB2)
+LAB3 = "lab3_trusting_explanations"
+LABS = (LAB1, LAB2, LAB3)
 
 
 def lab_notebooks(kind: str, lab: str = LAB1) -> list[Path]:

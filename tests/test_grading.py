@@ -1,4 +1,4 @@
-"""Autograding Labs 1 and 2 with real nbgrader into a real SQLite gradebook.
+"""Autograding the labs with real nbgrader into a real SQLite gradebook.
 
 A throwaway course folder receives sample submissions made from each lab's own notebooks: the
 solution, the untouched release, and copies with known-wrong answers
@@ -27,7 +27,7 @@ from autograder.samples import (
     wrong_overrides,
 )
 
-from ._course import LAB1, LAB2, LABS, copy_course, graded_cells
+from ._course import LAB1, LAB2, LAB3, LABS, copy_course, graded_cells
 
 pytestmark = pytest.mark.slow
 
@@ -51,13 +51,36 @@ WRONG_GROUPS = {
                     "task3_gradcam--max_only", "task5_occlusion--border", "task7_attention"),
         "wrong_c": ("task1_activations--course_helper", "task2_sparsity--nonpositive",
                     "task3_gradcam--hook_left", "task4_cam_family", "task5_occlusion--clamped"),
-        "wrong_d": ("task3_gradcam--captum",),
+        "wrong_d": ("task3_gradcam--captum", "task5_occlusion--course_explain"),
+    },
+    LAB3: {
+        # Notebooks: 1 = Tasks 1-2, 2 = Tasks 3-4, 3 = Tasks 5-6.
+        "wrong_a": ("task1_randomization", "task3_pointing_game", "task5_fooling"),
+        "wrong_b": ("task2_deletion_insertion", "task4_infidelity_sensitivity",
+                    "task6_class_model"),
+        "wrong_c": ("task1_randomization--pearson", "task3_pointing_game--abs",
+                    "task4_infidelity_sensitivity--no_normalize", "task6_class_model--descends"),
+        "wrong_d": ("task1_randomization--signed", "task2_deletion_insertion--rectangle",
+                    "task3_pointing_game--abs_energy", "task5_fooling--ascend"),
+        "wrong_e": ("task3_pointing_game--argmax", "task4_infidelity_sensitivity--one_channel",
+                    "task5_fooling--unclipped", "task6_class_model--no_blur"),
+        "wrong_f": ("task3_pointing_game--constant_hit",
+                    "task4_infidelity_sensitivity--shared_generator", "task5_fooling--unprojected",
+                    "task6_class_model--no_l2"),
+        "wrong_g": ("task3_pointing_game--inclusive_right",
+                    "task4_infidelity_sensitivity--top_class"),
+        "wrong_h": ("task4_infidelity_sensitivity--unseeded_sensitivity",),
     },
 }
-MANUAL_POINTS = {LAB1: 18, LAB2: 23}
+# Grading with --full runs every figure cell: Lab 3's take about two minutes per submission, so its
+# comparison of full and fast grades covers the solution, one submission with three wrong answers
+# (one per notebook) and the crashed kernel; the other labs compare the whole class.
+FULL_RUN_STUDENTS = {LAB3: ("solution", "wrong_a", "demo_erin")}
+MANUAL_POINTS = {LAB1: 18, LAB2: 23, LAB3: 18}
 SOLUTION_CSV = {
     LAB1: "solution,lab1_interpretability,5,5,10,5,15,10,5,10,15,80,80,0,18",
     LAB2: "solution,lab2_inside_convnets,15,10,20,10,15,15,15,100,100,0,23",
+    LAB3: "solution,lab3_trusting_explanations,15,15,15,15,15,15,90,90,0,18",
 }
 
 
@@ -77,9 +100,10 @@ def _digest(folder: Path) -> dict[str, str]:
             for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
-def _class(lab: str) -> dict[str, dict]:
-    """Student -> make_submission's arguments: solution, blank, wrong answers, the demo's."""
-    return {
+def _class(lab: str, only: tuple[str, ...] | None = None) -> dict[str, dict]:
+    """Student -> make_submission's arguments: solution, blank, wrong answers, the demo's
+    (``only``: just these students)."""
+    students = {
         "solution": {"solve": ALL},
         "blank": {"solve": []},
         **{name: {"solve": ALL, "overrides": wrong_overrides(lab, ids)}
@@ -87,10 +111,12 @@ def _class(lab: str) -> dict[str, dict]:
         **{f"demo_{name}": how for name, how in demo_students(lab).items()
            if name in ("carol", "erin")},  # alice, bob and dave are solution, blank, wrong
     }
+    return {name: plan for name, plan in students.items() if only is None or name in only}
 
 
 def _grade_class(lab: str, root: Path, full: bool = False):
-    for student, plan in _class(lab).items():
+    only = FULL_RUN_STUDENTS.get(lab) if full else None
+    for student, plan in _class(lab, only).items():
         make_submission(lab, root / "submitted" / student / lab, **plan)
     before = _digest(root / "submitted")
     # Sandboxed wherever the machine can (always in CI: tests/test_sandbox.py fails without it).
@@ -110,8 +136,9 @@ def test_full_runs_give_the_fast_grades(graded, tmp_path):
     """``course grade --full`` (every cell run) and the default agree on every student."""
     lab, _, fast, _ = graded
     full, _ = _grade_class(lab, copy_course(tmp_path), full=True)
-    assert {s: r.tasks for s, r in full.items()} == {s: r.tasks for s, r in fast.items()}
-    assert {s: r.manual for s, r in full.items()} == {s: r.manual for s, r in fast.items()}
+    assert set(full) == set(FULL_RUN_STUDENTS.get(lab, fast))
+    assert {s: r.tasks for s, r in full.items()} == {s: fast[s].tasks for s in full}
+    assert {s: r.manual for s, r in full.items()} == {s: fast[s].manual for s in full}
     assert fast["demo_erin"].auto_score < fast["solution"].auto_score  # the crash cost points
 
 
