@@ -6,7 +6,9 @@ the course's fault (a package missing in the grading environment, a file not fou
 mount): its grade would be a silent near-zero, so ``course grade`` reports it as a problem for
 that student and names it in a summary, and exits non-zero (see docs/design.md, "Instructor
 cells"). A failure that involves the student's code is the student's: the cell uses a name an
-answer cell defines, or the traceback passes through a cell the student wrote.
+answer cell defines, or a name that only an earlier cell which failed would have bound (a figure
+cell reading the results of a cell that called the student's unfinished function), or the
+traceback passes through a cell the student wrote.
 """
 
 from __future__ import annotations
@@ -137,11 +139,13 @@ def course_failures(graded: NotebookNode, trusted: NotebookNode, name: str
         if instructor.get(grade_id) != cell.source:
             theirs.add(cell.execution_count)
     found = []
+    unbound: set[str] = set()  # names only cells that failed would have bound
     for index, cell in enumerate(graded.cells):
         grade_id = notebooks.nbgrader_meta(cell).get("grade_id")
         errors = [o for o in cell.get("outputs", []) if o.get("output_type") == "error"]
         if not errors:
             continue
+        earlier, unbound = unbound, unbound | bound_names([cell.source])
         if grade_id not in instructor or instructor[grade_id] != cell.source:
             # A test cell whose setup failed in the grader: the harness ran only trusted code.
             found += [CourseFailure(name, index, _one_line(o), grade_id or "") for o in errors[:1]
@@ -151,7 +155,7 @@ def course_failures(graded: NotebookNode, trusted: NotebookNode, name: str
         if error.get("ename") in _GRADER_ERRORS:
             continue
         uses = used_names(cell.source)
-        if uses is None or uses & student_names:
+        if uses is None or uses & (student_names | earlier):
             continue
         traceback = _ANSI.sub("", "\n".join(error.get("traceback", [])))
         if any(int(n) in theirs for n in _CELL_REF.findall(traceback)):

@@ -73,9 +73,10 @@ WRONG_GROUPS = {
     },
 }
 # Grading with --full runs every figure cell: Lab 3's take about two minutes per submission, so its
-# comparison of full and fast grades covers the solution, one submission with three wrong answers
-# (one per notebook) and the crashed kernel; the other labs compare the whole class.
-FULL_RUN_STUDENTS = {LAB3: ("solution", "wrong_a", "demo_erin")}
+# comparison of full and fast grades covers the solution, the blank release (its figure cells fail
+# on the unfinished answers: the student's failures, not the course's), one submission with three
+# wrong answers (one per notebook) and the crashed kernel; the other labs compare the whole class.
+FULL_RUN_STUDENTS = {LAB3: ("solution", "blank", "wrong_a", "demo_erin")}
 MANUAL_POINTS = {LAB1: 18, LAB2: 23, LAB3: 18}
 SOLUTION_CSV = {
     LAB1: "solution,lab1_interpretability,5,5,10,5,15,10,5,10,15,80,80,0,18",
@@ -139,6 +140,9 @@ def test_full_runs_give_the_fast_grades(graded, tmp_path):
     assert set(full) == set(FULL_RUN_STUDENTS.get(lab, fast))
     assert {s: r.tasks for s, r in full.items()} == {s: fast[s].tasks for s in full}
     assert {s: r.manual for s, r in full.items()} == {s: fast[s].manual for s in full}
+    # The blank release's figure cells fail on its unfinished answers: the student's failures,
+    # never reported as the course's (a figure cell reading what a failed cell would have bound).
+    assert full["blank"].problem == "", full["blank"].problem
     assert fast["demo_erin"].auto_score < fast["solution"].auto_score  # the crash cost points
 
 

@@ -68,6 +68,26 @@ def test_a_traceback_through_a_students_cell_is_the_students():
     assert [f.cell for f in course_failures(nb, TRUSTED, "quiz.ipynb")] == [3]
 
 
+def test_a_cell_reading_what_a_failed_cell_would_have_bound_is_not_the_courses():
+    # ``show_area`` raised through the student's unfinished ``area`` (its fault); a later figure
+    # cell reading ``shown``, which only ``show_area`` binds, fails with a NameError: the
+    # student's too. Without the earlier failure, the same NameError is the course's.
+    trusted = nbformat.from_dict(TRUSTED)
+    trusted.cells[2].source = "shown = area(radius)"
+    trusted.cells[3].source = "picture = shown * 2"
+    trace = ["Cell In[3], line 1", "Cell In[2], line 2, in area", "NotImplementedError: "]
+    nb = nbformat.from_dict(trusted)
+    for count, cell in enumerate(nb.cells[:4], start=1):
+        cell.execution_count = count
+    nb.cells[2].outputs = [new_output("error", ename="NotImplementedError", evalue="",
+                                      traceback=trace)]
+    nb.cells[3].outputs = [new_output("error", ename="NameError", traceback=["NameError"],
+                                      evalue="name 'shown' is not defined")]
+    assert course_failures(nb, trusted, "quiz.ipynb") == []
+    nb.cells[2].outputs = []
+    assert [f.cell for f in course_failures(nb, trusted, "quiz.ipynb")] == [3]
+
+
 def test_an_instructor_cell_the_submission_changed_is_not_trusted():
     nb = _graded({3: ("FileNotFoundError", "cat", ["FileNotFoundError"])})
     nb.cells[3].source = "picture = images.load('dog')"  # not the course's cell any more
