@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 __all__ = ["TinyCNN", "CountingModel", "HookSpy", "fixed_vit", "tiny_cnn", "tiny_input",
-           "in_kernel", "quiet_progress"]
+           "in_kernel", "inert_hook", "quiet_progress"]
 
 T = TypeVar("T")
 
@@ -104,6 +104,16 @@ class CountingModel(nn.Module):
         self.rows += x.shape[0]
         self.calls += 1
         return self.model(x)
+
+
+def inert_hook(module: nn.Module, args: object, output: object) -> None:
+    """A forward hook that does nothing, for a test to put on a model it hands to a student.
+
+    It is a module-level function, so a model carrying it pickles (the grader sends the model to
+    the student's kernel): afterwards ``count_hooks(in_kernel(model))`` tells whether the student's
+    code left the caller's own hooks alone.
+    """
+    return None
 
 
 class HookSpy(nn.Module):

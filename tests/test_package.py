@@ -8,7 +8,7 @@ import pytest
 
 import course_lib
 
-MODULES = ["labels", "images", "preprocessing", "models", "hooks", "plotting"]
+MODULES = ["labels", "images", "preprocessing", "models", "hooks", "plotting", "explain"]
 
 
 @pytest.mark.parametrize("name", MODULES)
