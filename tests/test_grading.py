@@ -143,6 +143,9 @@ def test_full_runs_give_the_fast_grades(graded, tmp_path):
     # The blank release's figure cells fail on its unfinished answers: the student's failures,
     # never reported as the course's (a figure cell reading what a failed cell would have bound).
     assert full["blank"].problem == "", full["blank"].problem
+    # Every cell of the solution runs, hidden tests gone: tests/test_notebooks.py runs only the
+    # source copy, and counts on this for solutions/.
+    assert full["solution"].problem == "", full["solution"].problem
     assert fast["demo_erin"].auto_score < fast["solution"].auto_score  # the crash cost points
 
 

@@ -1,5 +1,5 @@
-"""Execute the notebooks: every source cell runs and every test passes; the release copy fails
-only where a student has work to do."""
+"""Execute the notebooks: every source cell runs, every test passes and says so in one line; the
+release copy fails only where a student has work to do."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import pytest
 from nbclient import NotebookClient
 
 from autograder import notebooks
+from autograder.fast import names_of
 
 from ._course import LABS, lab_notebooks, require_dot
 
@@ -76,13 +77,49 @@ def _all(kind: str) -> list[Path]:
 
 
 @pytest.mark.parametrize("path", _all("source"), ids=lambda p: f"{p.parent.name}/{p.stem}")
-def test_source_notebook_runs_and_passes_its_tests(path, tmp_path):
+def test_solved_notebook_passes_every_test_and_says_so_in_one_line(path, tmp_path):
+    """The source notebook (solutions, visible and hidden tests) runs top to bottom, and shows
+    what a student who solved everything sees: under each test cell one line on stdout,
+    "✓ Task N: visible checks passed", and nothing on stderr (no progress bar of a tested
+    function, no warning), hidden tests included.
+
+    ``solutions/`` is this notebook less its hidden tests and marking schemes
+    (tests/test_build.py); that nothing there needs what they bind is
+    :func:`test_no_cell_needs_what_only_hidden_tests_bind`, and that its every cell runs is the
+    solution's ``--full`` grading in tests/test_grading.py, so one run checks both views."""
     cells = _execute(path, tmp_path)
     assert _errors(cells) == []
     graded = [c for c in cells if notebooks.nbgrader_meta(c).get("grade")
               and c.cell_type == "code"]
     assert graded and all(c.get("execution_count") is not None for c in graded), (
         "every test cell must have run")
+    tests = [c for c in cells if c.cell_type == "code" and c.source.startswith('"""Task ')]
+    assert tests and len(tests) == len(graded), "every test cell opens with its task's line"
+    for cell in tests:
+        task = re.match(r'"""Task (\d+):', cell.source).group(1)
+        streams = [o for o in cell.get("outputs", []) if o.output_type == "stream"]
+        assert [o.name for o in streams] == ["stdout"], (cell.source[:60], streams)
+        line = streams[0].text.strip()
+        assert re.fullmatch(rf"✓ Task {task}: visible checks passed( \(test cell \d+ of \d+\))?",
+                            line), (cell.source[:60], line)
+        assert [o.output_type for o in cell.outputs] == ["stream"], "nothing but the ✓ line"
+
+
+@pytest.mark.parametrize("lab", LABS)
+def test_no_cell_needs_what_only_hidden_tests_bind(lab):
+    """The solutions and release views drop the hidden tests: no later cell may read a name
+    that only a hidden test binds (it would run in the source notebook and fail in both)."""
+    for path in lab_notebooks("source", lab):
+        views = [(c.source, notebooks.solution_text(c.source))
+                 for c in notebooks.read(path).cells if c.cell_type == "code"]
+        bound: set[str] = set()  # by what the views keep, so far
+        hidden: set[str] = set()  # by hidden tests only, so far
+        for source, view in views:
+            seen = names_of(view)
+            needed = (seen.reads | seen.fn_reads) & (hidden - bound)
+            assert not needed, f"{path.name}: a cell reads {sorted(needed)}, bound by hidden tests"
+            bound |= seen.defines
+            hidden |= names_of(source).defines - seen.defines
 
 
 @pytest.mark.parametrize("path", _all("release"), ids=lambda p: f"{p.parent.name}/{p.stem}")
@@ -106,22 +143,3 @@ def test_release_notebook_fails_only_where_students_work(path, tmp_path):
              and c.cell_type == "code"]
     assert tests and all(any(o.output_type == "error" for o in c.outputs) for c in tests), (
         "every test cell of a blank notebook must fail")
-
-
-@pytest.mark.parametrize("path", _all("solutions"), ids=lambda p: f"{p.parent.name}/{p.stem}")
-def test_solved_notebook_says_each_test_passed_and_draws_no_bars_under_tests(path, tmp_path):
-    """What a student who solved everything sees: under each test cell one line on stdout,
-    "✓ Task N: visible checks passed", and nothing on stderr (no progress bar of a tested
-    function, no warning)."""
-    cells = _execute(path, tmp_path)
-    assert _errors(cells) == []
-    tests = [c for c in cells if c.cell_type == "code" and c.source.startswith('"""Task ')]
-    assert tests, "the solutions keep their test cells"
-    for cell in tests:
-        task = re.match(r'"""Task (\d+):', cell.source).group(1)
-        streams = [o for o in cell.get("outputs", []) if o.output_type == "stream"]
-        assert [o.name for o in streams] == ["stdout"], (cell.source[:60], streams)
-        line = streams[0].text.strip()
-        assert re.fullmatch(rf"✓ Task {task}: visible checks passed( \(test cell \d+ of \d+\))?",
-                            line), (cell.source[:60], line)
-        assert [o.output_type for o in cell.outputs] == ["stream"], "nothing but the ✓ line"
